@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Install and run sparse-gan-nb's jobs on a machine that has only Python 3.11 and pip.
 
-    python3 tasks.py demo    # install into .venv, then run the main experiment on the built-in data into runs/demo
+    python3 tasks.py demo    # install into .venv, then run the main experiment (STU-GAN on digits) into runs/demo
     python3 tasks.py test    # install into .venv, then check notebooks are clean and exported, and run every test
     python3 tasks.py docs    # install, then build the static docs site into site/ (no Quarto needed)
 
@@ -55,8 +55,8 @@ def check_unchanged(*cmd):
 
 def demo():
     install()
-    sh(BIN/'sgn', 'run', 'dense_baseline', 'runs/demo', '--overwrite', '-p', 'n_iter', '1500', '-p', 'sample_every', '500',
-       '-p', 'ckpt_every', '500', '-p', 'log_every', '50', '-p', 'eval_every', '500', '-p', 'n_eval', '2000')
+    sh(BIN/'sgn', 'run', 'stu_gan', 'runs/demo', '--overwrite', '-p', 'n_iter', '1500', '-p', 'sample_every', '500',
+       '-p', 'ckpt_every', '500', '-p', 'log_every', '50', '-p', 'eval_n', '2000')
     print(f"samples: {ROOT/'runs/demo/samples/last.png'}")
 
 def test():

@@ -35,10 +35,11 @@ def py2nb(src, dest):
     cells = py2cells(Path(src).read_text())
     old = {}
     if Path(dest).exists():
-        for c in nbformat.read(dest, as_version=4).cells:
-            if c.cell_type == 'code': old[c.source] = c.get('outputs', [])
+        for c in nbformat.read(dest, as_version=4).cells: old[(c.cell_type, c.source)] = c
     for c in cells:
-        if c.cell_type == 'code': c.outputs = old.get(c.source, [])
+        prev = old.get((c.cell_type, c.source))
+        if prev is not None and 'id' in prev: c.id = prev.id  # stable ids keep diffs (and nbdev's cell markers) small
+        if c.cell_type == 'code': c.outputs = prev.get('outputs', []) if prev is not None else []
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata = dict(kernelspec=dict(display_name='python3', language='python', name='python3'))
     nbformat.write(nb, dest)

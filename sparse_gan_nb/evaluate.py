@@ -18,7 +18,7 @@ from .metrics import (feature_stats, frechet_distance, inception_score, kid, pre
 
 # %% auto #0
 __all__ = ['METRICS', 'MODE_DATA', 'default_metrics', 'Reference', 'compute_metrics', 'Evaluator', 'evaluate_images',
-           'sample_generator', 'evaluate_generator', 'EvalCallback', 'generator_from_checkpoint', 'evaluate_main']
+           'evaluate_generator', 'EvalCallback', 'generator_from_checkpoint', 'evaluate_main']
 
 # %% ../nbs/12_evaluate.ipynb #bba3944a
 METRICS = ('fid', 'is', 'kid', 'pr', 'dc', 'modes')
@@ -165,21 +165,7 @@ def evaluate_images(self:Evaluator, x:torch.Tensor, # Generated images in [-1, 1
 Evaluator._check_like_ref, Evaluator.evaluate_images = _check_like_ref, evaluate_images
 
 # %% ../nbs/12_evaluate.ipynb #baf90743
-@torch.no_grad()
-def sample_generator(G:nn.Module, # A generator `G(z, y=None)` with attributes `nz` and `n_classes`
-                     n:int, # Number of samples
-                     seed:int=0, # Seed of the noise
-                     bs:int=500, # Batch size
-                    ) -> torch.Tensor:
-    "`n` samples of `G` on the CPU, with fixed noise, in eval mode, without touching the global RNG."
-    check_positive('n', n)
-    dev, was_training = next(G.parameters()).device, G.training
-    g = torch.Generator().manual_seed(seed)
-    z, nc = torch.randn(n, G.nz, generator=g), getattr(G, 'n_classes', 0)
-    y = torch.arange(n) % nc if nc else None
-    G.eval()
-    try: return torch.cat([G(z[i:i+bs].to(dev), None if y is None else y[i:i+bs].to(dev)).float().cpu() for i in range(0, n, bs)])
-    finally: G.train(was_training)
+from .learner import sample_generator  # one implementation, shared with `GANLearner.sample`
 
 def evaluate_generator(self:Evaluator, G:nn.Module, # The generator (use the EMA copy when there is one)
                        n:int|None=None, # Samples; None for the Evaluator's `n_samples`

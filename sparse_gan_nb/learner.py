@@ -20,8 +20,8 @@ from .core import *
 from .losses import get_loss
 
 # %% auto #0
-__all__ = ['CKPT_FORMAT', 'GANModule', 'set_trainable', 'GANLossMetric', 'GANLearner', 'fit_iters', 'sample', 'record',
-           'HistoryCallback', 'EMACallback', 'read_checkpoint', 'check_state_fits', 'save_checkpoint',
+__all__ = ['CKPT_FORMAT', 'GANModule', 'set_trainable', 'GANLossMetric', 'GANLearner', 'fit_iters', 'sample_generator', 'sample',
+           'record', 'HistoryCallback', 'EMACallback', 'read_checkpoint', 'check_state_fits', 'save_checkpoint',
            'load_checkpoint', 'CheckpointCallback', 'save_samples', 'SampleGridCallback']
 
 # %% ../nbs/04_learner.ipynb #494fb2fd
@@ -183,23 +183,30 @@ def _fit(self:GANLearner, n_epoch:int, *args, **kwargs):
     self.fit_iters(self.g_iter + n_epoch * len(self.dls.train) // self.n_critic)
 GANLearner.fit = _fit
 
-# %% ../nbs/04_learner.ipynb #cc423b2e
+# %% ../nbs/04_learner.ipynb #1fe11aef
 @torch.no_grad()
+def sample_generator(G:nn.Module, # A generator `G(z, y=None)` with attributes `nz` and `n_classes`
+                     n:int, # Number of samples
+                     seed:int=0, # Seed of the noise
+                     bs:int=256, # Batch size for generation
+                    ) -> torch.Tensor:
+    "`n` samples of `G` on the CPU, with fixed noise, in eval mode, without touching the global RNG."
+    check_positive('n', n)
+    dev, was_training = next(G.parameters()).device, G.training
+    g = torch.Generator().manual_seed(seed)
+    z, nc = torch.randn(n, G.nz, generator=g), getattr(G, 'n_classes', 0)
+    y = torch.arange(n) % nc if nc else None
+    G.eval()
+    try: return torch.cat([G(z[i:i+bs].to(dev), None if y is None else y[i:i+bs].to(dev)).float().cpu() for i in range(0, n, bs)])
+    finally: G.train(was_training)
+
 def sample(self:GANLearner, n:int=64, # Number of samples
            seed:int=0, # Seed of the noise
            ema:bool=True, # Use the EMA generator when there is one
            bs:int=256, # Batch size for generation
           ) -> torch.Tensor:
     "Draw `n` samples on the CPU with fixed noise, without touching the training RNG."
-    check_positive('n', n)
-    G = self.G_ema if ema and self.G_ema is not None else self.G
-    dev, was_training = next(G.parameters()).device, G.training
-    g = torch.Generator().manual_seed(seed)
-    z, nc = torch.randn(n, self.nz, generator=g), getattr(G, 'n_classes', 0)
-    y = torch.arange(n) % nc if nc else None
-    G.eval()
-    try: return torch.cat([G(z[i:i+bs].to(dev), None if y is None else y[i:i+bs].to(dev)).float().cpu() for i in range(0, n, bs)])
-    finally: G.train(was_training)
+    return sample_generator(self.G_ema if ema and self.G_ema is not None else self.G, n, seed, bs)
 GANLearner.sample = sample
 
 def record(self:GANLearner, **values):

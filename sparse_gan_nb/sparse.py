@@ -213,7 +213,11 @@ SparseMaskCallback.update = _update
 # %% ../nbs/06_sparse.ipynb #7c39412e
 def _after_batch(self:SparseMaskCallback):
     L = self.learn
-    if L.g_stepped and (L.g_iter % L.log_every == 0 or L.d_iter >= L._target_d_iter): L.record(**self.stats())
+    if L.g_stepped and L.g_iter % L.log_every == 0: L.record(**self.stats())
+
+def _after_fit(self:SparseMaskCallback):
+    "The stats of the last step go into the history's closing row (which checkpoints leave out, so resumes match)."
+    self.learn.record(**self.stats())
 
 def _state_dict(self:SparseMaskCallback) -> dict:
     cpu = lambda ts: None if ts is None else [x.bool().cpu() for x in ts]
@@ -234,7 +238,8 @@ def _load_state_dict(self:SparseMaskCallback, sd:dict):
     self.n_grad_updates, self.update_seconds = sd['n_grad_updates'], sd['update_seconds']
     self.gen.set_state(sd['gen']); self.layer_density = self.sparse.densities()
 
-SparseMaskCallback.after_batch, SparseMaskCallback.state_dict, SparseMaskCallback.load_state_dict = _after_batch, _state_dict, _load_state_dict
+SparseMaskCallback.after_batch, SparseMaskCallback.after_fit = _after_batch, _after_fit
+SparseMaskCallback.state_dict, SparseMaskCallback.load_state_dict = _state_dict, _load_state_dict
 
 # %% ../nbs/06_sparse.ipynb #81fd6374
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -305,9 +310,10 @@ def _stats_after_batch(self:SparseStatsCallback):
         cb = self._mask_cb(net)
         if cb is not None and cb.n_grad_updates != self._seen.get(net, 0):
             self.flops[net] += b * x * (cb.n_grad_updates - self._seen.get(net, 0)); self._seen[net] = cb.n_grad_updates
-    if L.g_stepped and (L.g_iter % L.log_every == 0 or L.d_iter >= L._target_d_iter): L.record(**self.stats())
+    if L.g_stepped and L.g_iter % L.log_every == 0: L.record(**self.stats())
 
 SparseStatsCallback._fwd, SparseStatsCallback.after_batch = _fwd, _stats_after_batch
+SparseStatsCallback.after_fit = lambda self: self.learn.record(**self.stats())
 
 # %% ../nbs/06_sparse.ipynb #c8375b16
 @torch.no_grad()

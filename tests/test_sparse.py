@@ -207,12 +207,13 @@ def _imp_learner(cb):
     return learn
 
 # ---------------------------------------------------------------- resume and composition
-def test_exact_resume_with_masks_ema_checkpoint(tmp_path):
+@pytest.mark.parametrize('stop', [8, 6])  # at a logged row (log_every=4), or between two; between updates of G (3) and D (4)
+def test_exact_resume_with_masks_ema_checkpoint(tmp_path, stop):
     kw = dict(g_kw=dict(growth='random', delta_t=3, t_max=20, opt_policy='mask_all'), d_kw=dict(explore=True, growth='random', delta_t=4, t_max=20),
               n_critic=2, ema=.8)
-    ck = lambda: [CheckpointCallback(every=8)]  # at a logged row (log_every=4), between updates of G (3) and D (4)
+    ck = lambda: [CheckpointCallback(every=stop)]
     full = make(tmp_path/'full', extra=ck(), **kw); full.fit_iters(20)
-    part = make(tmp_path/'part', extra=ck(), **kw); part.fit_iters(8)
+    part = make(tmp_path/'part', extra=ck(), **kw); part.fit_iters(stop)
     res = make(tmp_path/'part', extra=ck(), **kw); res.fit_iters(20, resume=tmp_path/'part'/'checkpoint.pth')
     for a, b in ((full.G, res.G), (full.D, res.D), (full.G_ema, res.G_ema)):
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))

@@ -14,14 +14,7 @@ from sparse_gan_nb.features import (check_images, classifier_key, digits_classif
 from sparse_gan_nb.evaluate import Evaluator, Reference, EvalCallback, compute_metrics, evaluate_main, sample_generator
 from sparse_gan_nb.data import get_data
 
-@pytest.fixture(scope='module', autouse=True)
-def sgn_cache(tmp_path_factory):
-    "One fresh cache folder for this module: the classifier is trained once here, then reused."
-    old, d = os.environ.get('SPARSE_GAN_NB_CACHE'), tmp_path_factory.mktemp('sgn-cache')
-    os.environ['SPARSE_GAN_NB_CACHE'] = str(d)
-    yield d
-    if old is None: del os.environ['SPARSE_GAN_NB_CACHE']
-    else: os.environ['SPARSE_GAN_NB_CACHE'] = old
+pytestmark = pytest.mark.usefixtures('sgn_cache')  # a fresh classifier cache (tests/conftest.py)
 
 @pytest.fixture
 def empty_torch_home(tmp_path, monkeypatch):

@@ -24,14 +24,6 @@ from sparse_gan_nb.metrics import (fid, feature_stats, frechet_distance, incepti
                                    density_coverage, expected_coverage, knn_radii, mode_kl, mixture_mode_metrics,
                                    stacked_mode_metrics, _mmd2_by_subsets, _mmd2_by_indicators)
 
-@pytest.fixture(scope='module')
-def sgn_cache(tmp_path_factory):
-    "A fresh cache folder for the digits classifier, for this module."
-    old, d = os.environ.get('SPARSE_GAN_NB_CACHE'), tmp_path_factory.mktemp('sgn-cache')
-    os.environ['SPARSE_GAN_NB_CACHE'] = str(d)
-    yield d
-    if old is None: del os.environ['SPARSE_GAN_NB_CACHE']
-    else: os.environ['SPARSE_GAN_NB_CACHE'] = old
 
 def _gaussians(d=8, seed=0):
     rng = np.random.default_rng(seed)

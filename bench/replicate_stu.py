@@ -27,7 +27,7 @@ METHODS = dict(dense=dict(method='dense'), static=dict(method='sparse', explore=
 COMMON = dict(dataset='stacked_digits', img_size=16, model='dcgan', width=0.5, d_width=0.5, nz=32, loss='hinge', d_D=0.5,
               distribution='erk', opt_policy='keep', bs=64, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, n_critic=1, ema=0.99,
               br_every=10, eval_metrics='fid,is,modes', device='cpu')
-FULL = dict(densities=(0.05, 0.1, 0.2), seeds=(0, 1, 2), n_iter=2000, delta_t=100, imp_density=0.1, imp_rounds=3, eval_n=2000, log_every=100)
+FULL = dict(densities=(0.05, 0.1, 0.2), seeds=(0, 1, 2), n_iter=1500, delta_t=100, imp_density=0.1, imp_rounds=3, eval_n=2000, log_every=100)
 PILOT = dict(densities=(0.1,), seeds=(0,), n_iter=80, delta_t=20, imp_density=0.1, imp_rounds=2, eval_n=500, log_every=20)
 
 def grid(cfg:dict) -> list:
@@ -119,6 +119,8 @@ def main(argv=None):
         for n, prm in runs: print(n, json.dumps({k: prm[k] for k in ('method', 'd_G', 'seed')}))
         return
     todo = [(n, prm) for n, prm in runs if not (out/n/'metrics.json').exists()]
+    # seed-major, costliest first: a stopped replication has whole seeds of every method, and two jobs finish together
+    todo.sort(key=lambda r: (r[1]['seed'], -trainings(r[1])))
     print(f'{len(runs)} runs ({sum(map(trainings, (p_ for _, p_ in runs)))} trainings of {cfg["n_iter"]} G steps), {len(todo)} to do, into {out}', flush=True)
     t0, times = time.time(), {}
     with ProcessPoolExecutor(max_workers=a.jobs) as ex:

@@ -15,9 +15,9 @@ from torch.nn.utils.parametrizations import spectral_norm
 from .core import check_positive, check_choice
 
 # %% auto #0
-__all__ = ['check_width', 'scale_channels', 'init_layer', 'count_params', 'count_macs', 'DCGANGenerator', 'DCGANDiscriminator',
-           'CondBatchNorm2d', 'GBlock', 'DBlock', 'ResNetGenerator', 'ResNetDiscriminator', 'BigGANGenerator',
-           'BigGANDiscriminator', 'MLPGenerator', 'MLPDiscriminator', 'get_models', 'model_summary']
+__all__ = ['check_width', 'scale_channels', 'init_layer', 'count_params', 'forward_with_hooks', 'count_macs', 'DCGANGenerator',
+           'DCGANDiscriminator', 'CondBatchNorm2d', 'GBlock', 'DBlock', 'ResNetGenerator', 'ResNetDiscriminator',
+           'BigGANGenerator', 'BigGANDiscriminator', 'MLPGenerator', 'MLPDiscriminator', 'get_models', 'model_summary']
 
 # %% ../nbs/02_models.ipynb #a10528bc
 def check_width(width:float, # A width multiplier, a finite number > 0
@@ -51,7 +51,7 @@ def init_layer(m:nn.Module, # A Conv/ConvTranspose/Linear/Embedding layer
     if getattr(m, 'bias', None) is not None: nn.init.zeros_(m.bias)
     return spectral_norm(m) if sn else m
 
-# %% ../nbs/02_models.ipynb #294d67d7
+# %% ../nbs/02_models.ipynb #48c39178
 def count_params(m:nn.Module, # The model
                  trainable_only:bool=True, # Count only tensors with `requires_grad`
                 ) -> int:
@@ -67,21 +67,30 @@ def _layer_macs(m, inp, out) -> int:
 
 _MAC_LAYERS = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.Linear)
 
+def forward_with_hooks(model:nn.Module, # The network
+                       inputs:tuple, # Its forward inputs
+                       layer_types:tuple, # The module classes to watch
+                       hook, # Called as `hook(module, inputs, output)` for each watched module the pass reaches
+                      ):
+    "Run `model` once on `inputs` in eval mode, without gradients, calling `hook` on the chosen layers; then put everything back."
+    modes = {mod: mod.training for mod in model.modules()}
+    hooks = [mod.register_forward_hook(hook) for mod in model.modules() if isinstance(mod, layer_types)]
+    try:
+        model.eval()
+        with torch.no_grad(): model(*inputs)
+    finally:
+        for h in hooks: h.remove()
+        for mod, t in modes.items(): mod.training = t
+
 def count_macs(m:nn.Module, # The model
                *inputs, # Its forward inputs, e.g. `z` or `z, y` or `x, y`; the first one's length is the batch size
               ) -> int:
     "Multiply-accumulates of one forward pass of `m`, per sample."
-    total, modes = 0, {mod: mod.training for mod in m.modules()}
+    total = 0
     def hook(mod, inp, out):
         nonlocal total
         total += _layer_macs(mod, inp[0], out)
-    hooks = [mod.register_forward_hook(hook) for mod in m.modules() if isinstance(mod, _MAC_LAYERS)]
-    try:
-        m.eval()
-        with torch.no_grad(): m(*inputs)
-    finally:
-        for h in hooks: h.remove()
-        for mod, t in modes.items(): mod.training = t
+    forward_with_hooks(m, inputs, _MAC_LAYERS, hook)
     return round(total / len(inputs[0]))
 
 # %% ../nbs/02_models.ipynb #714b0045

@@ -82,18 +82,22 @@ def check_fraction(name:str, # The parameter's name, used in the message
         raise ValueError(f"{name} must be a number in {rng}, got {value!r}")
     return float(value)
 
-# %% ../nbs/00_core.ipynb #690b3005
+# %% ../nbs/00_core.ipynb #c35673f6
 def atomic_write(path:str|Path, # Where the file should end up
                  write_fn, # Called with the temporary path; it writes the content there
                 ) -> Path:
     "Write a file through a temporary file in the same folder, then rename it, so `path` is never half-written."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
-    try: write_fn(tmp); os.replace(tmp, path)
+    try: os.chmod(tmp, 0o666 & ~_umask()); write_fn(tmp); os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp): os.remove(tmp)
         raise
     return path
+
+def _umask() -> int:
+    "The process's umask (reading it means setting it, so it is set straight back)."
+    m = os.umask(0o022); os.umask(m); return m
 
 def atomic_write_text(path:str|Path, # Where the file should end up
                       text:str, # Its content

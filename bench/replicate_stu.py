@@ -12,6 +12,7 @@ skipped, so an interrupted replication continues where it stopped. At the end it
 - `table.csv` and `table.md`: mean ± std over seeds of FID, IS, modes (of 1000) and training FLOPs relative to
   one dense run, per method and density;
 - `claims.md`: the three claims checked against the means, with what holds and what does not;
+- `itop.csv`: the generator's ITOP rate over training, per static, SET and STU run (from each `history.csv`);
 - for the pilot, an estimate of the full grid's time on this machine.
 """
 import argparse, json, math, os, sys, time
@@ -71,6 +72,9 @@ def summarise(out:Path) -> pd.DataFrame:
     tab.to_csv(out/'table.csv', index=False)
     (out/'table.md').write_text(markdown_table(tab) + '\n')
     (out/'claims.md').write_text(claims(df) + '\n')
+    curves = [pd.read_csv(out/r['run']/'history.csv', usecols=['iter', 'G_itop']).assign(method=r['method'], d_G=r['params.d_G'], seed=r['params.seed'])
+              for _, r in df[df['method'].isin(['static', 'SET', 'STU'])].iterrows()]
+    if curves: pd.concat(curves).to_csv(out/'itop.csv', index=False)
     return tab
 
 def claims(df:pd.DataFrame) -> str:

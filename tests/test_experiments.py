@@ -10,10 +10,10 @@ ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT/'nbs'/'experiments'/'dense_baseline.ipynb'
 TINY = dict(n_iter=12, bs=32, log_every=4, sample_every=6, ckpt_every=6, width=0.5, d_width=0.5)
 
-def sgn(*args):
+def sgn(*args, cwd=ROOT):
     "Run the installed `sgn` command in a subprocess, as a user would."
     exe = Path(sys.executable).parent/'sgn'
-    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, cwd=cwd,
                           env=dict(os.environ, OMP_NUM_THREADS='1'))
 
 def flags(d): return [a for k, v in d.items() for a in ('-p', k, str(v))]
@@ -48,6 +48,16 @@ def test_collect(finished, tmp_path):
     assert r.returncode == 0, r.stderr
     assert (out.parent/'runs.csv').exists() and '| run |' in (out.parent/'runs.md').read_text()
     assert collect_runs(out.parent)['metrics.iterations'].tolist() == [12]
+
+def test_relative_paths_are_the_callers(tmp_path):
+    "A relative data path means what it means in the shell that ran `sgn`, not in the run folder."
+    from PIL import Image
+    import numpy as np
+    for i in range(8): (tmp_path/'imgs'/'a').mkdir(parents=True, exist_ok=True); Image.fromarray(np.full((8, 8, 3), 30*i, np.uint8)).save(tmp_path/'imgs'/'a'/f'{i}.png')
+    r = sgn('run', 'dense_baseline', 'runs/rel', *flags(dict(TINY, n_iter=2, log_every=1, sample_every=2, ckpt_every=2, dataset='folder',
+                                                           data_path='imgs', img_size=16, bs=4, eval_n=0)), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path/'runs'/'rel'/'metrics.json').read_text())['params']['data_path'] == 'imgs'
 
 def test_params_lists_types():
     r = sgn('params', 'dense_baseline')

@@ -95,7 +95,7 @@ def claims(df:pd.DataFrame) -> str:
         gaps = [get('STU', d)['mean'] - dense['mean'] for d in ds]
         ok = all(a >= b for a, b in zip(gaps, gaps[1:]))
         lines += ['', f"2. STU gets closer to dense as density rises: gaps to dense ({dense['mean']:.3g}) at d_G={ds}: "
-                      f"{[round(g, 3) for g in gaps]}: {'holds' if ok else 'does NOT hold (not monotone)'}"]
+                      f"{[round(float(g), 3) for g in gaps]}: {'holds' if ok else 'does NOT hold (not monotone)'}"]
     elif dense is not None:
         lines += ['', f"2. STU vs dense ({dense['mean']:.3g}): one density only, the trend cannot be checked"]
     imp = [(d, get('IMP', d)) for d in ds if get('IMP', d) is not None]

@@ -278,7 +278,8 @@ def test_experiment_notebook(tmp_path, params):
     assert m['iterations'] == params['n_iter'] and 0 < m['train_flops_G'] <= 1 and m['train_flops_vs_dense'] > 0
     if params.get('eval_n'): assert m['fid'] > 0 and m['is_mean'] > 1
     if params.get('method') == 'imp':
-        assert m['train_flops_vs_dense'] > 1 and (tmp_path/'run'/'round_0'/'history.csv').exists()
+        assert m['train_flops_vs_dense'] > 1 and m['trainings'] == 2 and (tmp_path/'run'/'round_0'/'history.csv').exists()
+    else: assert m['trainings'] == 1
     if params.get('method') == 'gmp': assert m['itop_G'] == 1. and m['density_G'] == pytest.approx(.1, abs=2e-3) and m['density_D'] == 1.
 
 def test_experiment_notebook_bad_parameter(tmp_path):

@@ -1,5 +1,5 @@
 "Invariants of sparse training (masks, exploration, baselines), bad input, exact resume and composition with EMA and checkpoints."
-import math
+import csv, math
 import pytest, torch
 from torch import nn
 from fastai.callback.core import Callback
@@ -266,7 +266,7 @@ def test_bad_models_and_checkpoints(tmp_path):
 
 # ---------------------------------------------------------------- the experiment notebook
 @pytest.mark.parametrize('params', [
-    dict(n_iter=6, delta_t=2, eval_n=100, eval_metrics='fid,is'),                          # STU-GAN, evaluated
+    dict(n_iter=6, delta_t=2, eval_n=100, eval_every=3, eval_metrics='fid,is'),            # STU-GAN, evaluated during training
     dict(n_iter=4, method='imp', imp_rounds=1, eval_n=0, explore='GD'),                     # lottery tickets: 2 trainings
     dict(n_iter=8, method='gmp', delta_t=2, eval_n=0, d_D=1.0),                             # GMP beside a dense D
 ])
@@ -276,7 +276,10 @@ def test_experiment_notebook(tmp_path, params):
     res = run_notebook('stu_gan', tmp_path/'run', tiny | params)
     m = res['metrics']
     assert m['iterations'] == params['n_iter'] and 0 < m['train_flops_G'] <= 1 and m['train_flops_vs_dense'] > 0
-    if params.get('eval_n'): assert m['fid'] > 0 and m['is_mean'] > 1
+    if params.get('eval_n'):
+        assert m['fid'] > 0 and m['is_mean'] > 1 and m['fid_best'] <= m['fid'] and m['fid_best_iter'] in (3, 6)
+        fids = [r['fid'] for r in csv.DictReader(open(tmp_path/'run'/'history.csv')) if r.get('fid')]
+        assert len(fids) == 2 and float(fids[-1]) == pytest.approx(m['fid'])  # FID over training, in history.csv
     if params.get('method') == 'imp':
         assert m['train_flops_vs_dense'] > 1 and m['trainings'] == 2 and (tmp_path/'run'/'round_0'/'history.csv').exists()
     else: assert m['trainings'] == 1

@@ -153,11 +153,11 @@ def main(argv=None):
         s_per_step = sum(df.loc[n, 'metrics.train_time_s'] for n in done) / sum(steps[n] for n in done)
         ev = sum(df.loc[n, 'metrics.seconds'] for n in done) / len(done)  # the evaluator's time per run
         other = sum(times[n] - df.loc[n, 'metrics.train_time_s'] - df.loc[n, 'metrics.seconds'] for n in done) / len(done)
-        full = grid(FULL); full_steps = sum(trainings(prm) for _, prm in full) * FULL['n_iter']
+        full_cfg = dict(FULL, n_iter=cfg['n_iter']); full = grid(full_cfg); full_steps = sum(trainings(prm) for _, prm in full) * cfg['n_iter']
         est = (full_steps * s_per_step + len(full) * (other + ev * FULL['eval_n'] / cfg['eval_n'])) / a.jobs
         msg = (f'{len(times)} runs in {wall:.0f} s wall ({a.jobs} job(s)); {1e3 * s_per_step:.1f} ms per G step; per run '
                f'{ev:.1f} s evaluating {cfg["eval_n"]} samples and {other:.1f} s starting the notebook, loading data and writing.\n'
-               f'Estimate for the full grid ({len(full)} runs, {full_steps} G steps, {FULL["eval_n"]} samples each) with '
+               f'Estimate for the full grid at {cfg["n_iter"]} G steps ({len(full)} runs, {full_steps} G steps, {FULL["eval_n"]} samples each) with '
                f'--jobs {a.jobs} on this machine: {est / 3600:.1f} h')
         print(msg); (out/'timing.txt').write_text(msg + '\n')
     return tab

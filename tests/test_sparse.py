@@ -285,6 +285,15 @@ def test_experiment_notebook(tmp_path, params):
     else: assert m['trainings'] == 1
     if params.get('method') == 'gmp': assert m['itop_G'] == 1. and m['density_G'] == pytest.approx(.1, abs=2e-3) and m['density_D'] == 1.
 
+def test_experiment_evaluation_leaves_training_alone(tmp_path):
+    "Evaluating during training (building the evaluator included) does not move the training's random stream."
+    from sparse_gan_nb.experiment import run_notebook
+    tiny = dict(width=.25, d_width=.25, bs=32, n_iter=6, delta_t=2, log_every=2, sample_every=6, ckpt_every=6, dataset='stacked_digits')
+    losses = lambda d: [(r['loss_d'], r['loss_g']) for r in csv.DictReader(open(d/'history.csv')) if r['loss_d']]
+    run_notebook('stu_gan', tmp_path/'quiet', tiny | dict(eval_n=0))
+    run_notebook('stu_gan', tmp_path/'evaluated', tiny | dict(eval_n=200, eval_every=2))
+    assert losses(tmp_path/'quiet') == losses(tmp_path/'evaluated') and len(losses(tmp_path/'quiet')) == 3
+
 def test_experiment_notebook_bad_parameter(tmp_path):
     from sparse_gan_nb.experiment import run_notebook
     with pytest.raises(Exception, match="unknown explore='G\\+D'; choose one of 'G', 'D', 'GD', 'none'"):

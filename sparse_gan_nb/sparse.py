@@ -57,7 +57,8 @@ def topology_update(weights:list, # The weights (after the optimizer step)
     flat = lambda ts: torch.cat([t.reshape(-1) for t in ts])
     m, offs = flat(masks), [0] + list(itertools.accumulate(mk.numel() for mk in masks))
     # each layer's largest active weight is never pruned, so no layer is emptied
-    keep = torch.tensor([o + int((w.abs() * mk).reshape(-1).argmax()) for o, w, mk in zip(offs, weights, masks) if mk.any()], dtype=torch.long, device=m.device)
+    keep = torch.tensor([o + int(w.abs().masked_fill(mk == 0, -1).reshape(-1).argmax()) for o, w, mk in zip(offs, weights, masks) if mk.any()],
+                        dtype=torch.long, device=m.device)
     drop, grow = _swap(flat(weights), m, p, flat(scores), keep)
     out, off = [], 0
     for mk in masks:

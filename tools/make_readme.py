@@ -10,8 +10,9 @@ import nbformat
 ROOT = Path(__file__).resolve().parents[1]
 
 def page_notebooks(nbs=ROOT/'nbs') -> dict:
-    "{page name: notebook path}: a page is its notebook's name without the number, as nbdev names it."
-    return {re.sub(r'^\d+[a-z]?_', '', p.stem): p.relative_to(ROOT).as_posix() for p in sorted(nbs.glob('*.ipynb'))}
+    "{page name: notebook path}, with the page named as nbdev names it (and `tools/build_docs.py` too)."
+    from nbdev.config import nbpath2html
+    return {nbpath2html(p).stem: p.relative_to(ROOT).as_posix() for p in sorted(nbs.glob('*.ipynb'))}
 
 def render(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
     parts, pages = [], page_notebooks()

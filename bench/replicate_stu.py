@@ -75,11 +75,13 @@ def summarise(out:Path) -> pd.DataFrame:
     tab.to_csv(out/'table.csv', index=False)
     (out/'table.md').write_text(markdown_table(tab) + '\n')
     (out/'claims.md').write_text(claims(df) + '\n')
-    curves = [pd.read_csv(out/r['run']/'history.csv', usecols=['iter', 'G_itop']).assign(method=r['method'], d_G=r['params.d_G'], seed=r['params.seed'])
-              for _, r in df[df['method'].isin(['static', 'SET', 'STU'])].iterrows()]
+    hist = {run: pd.read_csv(out/run/'history.csv') for run in df['run']}
+    def over_training(col, keep):  # `col` of each kept run's history.csv, on the rows that logged it
+        return [hist[r['run']].dropna(subset=[col])[['iter', col]].assign(method=r['method'], d_G=r['params.d_G'], seed=r['params.seed'])
+                for _, r in df.iterrows() if keep(r, hist[r['run']])]
+    curves = over_training('G_itop', lambda r, h: r['method'] in ('static', 'SET', 'STU'))
     if curves: pd.concat(curves).to_csv(out/'itop.csv', index=False)
-    fids = [h.dropna(subset=['fid'])[['iter', 'fid']].assign(method=r['method'], d_G=r['params.d_G'], seed=r['params.seed'])
-            for _, r in df.iterrows() for h in [pd.read_csv(out/r['run']/'history.csv')] if 'fid' in h and h['fid'].notna().sum() > 1]
+    fids = over_training('fid', lambda r, h: 'fid' in h and h['fid'].notna().sum() > 1)
     if fids: pd.concat(fids).to_csv(out/'fid_curves.csv', index=False)
     return tab
 

@@ -19,8 +19,8 @@ from .core import check_positive, check_choice, get_device
 
 # %% auto #0
 __all__ = ['MIXTURE_STD', 'STL10_SPLITS', 'IMAGE_EXTS', 'DATA_NAMES', 'load_digits_images', 'load_stacked_digits',
-           'mixture_centers', 'gaussian_mixture', 'load_cifar10', 'load_stl10', 'load_image_folder', 'get_data',
-           'SeededDL', 'GANDataLoaders', 'gan_dls']
+           'mixture_centers', 'gaussian_mixture', 'SafeUnpickler', 'safe_pickle_load', 'load_cifar10', 'load_stl10',
+           'load_image_folder', 'get_data', 'SeededDL', 'BatchStream', 'GANDataLoaders', 'gan_dls']
 
 # %% ../nbs/01_data.ipynb #90bb69d5
 def _resize(x:torch.Tensor, size:int) -> torch.Tensor:
@@ -145,7 +145,23 @@ def _u8_to_images(n:int, get_chunk, c:int, size:int, chunk:int=2048) -> torch.Te
         out[i:i + len(u8)] = _resize(torch.from_numpy(u8).float().div_(127.5).sub_(1), size)
     return out
 
-# %% ../nbs/01_data.ipynb #65030acb
+# %% ../nbs/01_data.ipynb #8c58f44d
+_NUMPY_GLOBALS = {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'), ('numpy', 'ndarray'),
+                  ('numpy', 'dtype'), ('numpy.core.numeric', '_frombuffer'), ('numpy._core.numeric', '_frombuffer')}
+
+class SafeUnpickler(pickle.Unpickler):
+    "An unpickler that builds containers, bytes, strings, numbers and NumPy arrays, and refuses every other type or function."
+    def find_class(self, module:str, name:str):
+        if (module, name) not in _NUMPY_GLOBALS:
+            raise pickle.UnpicklingError(f'refusing to load {module}.{name}: only containers, bytes, strings, numbers and NumPy arrays are allowed')
+        return super().find_class(module, name)
+
+def safe_pickle_load(path:str|Path, # A pickle that should hold only plain data and NumPy arrays
+                    ):
+    "Unpickle `path` with `SafeUnpickler` (bytes keys stay bytes, as Python 2 pickles need)."
+    with open(path, 'rb') as f: return SafeUnpickler(f, encoding='bytes').load()
+
+# %% ../nbs/01_data.ipynb #ce247c32
 def _read_cifar10(path, train:bool=True):
     "The raw CIFAR-10 batches as uint8 (n, 3, 32, 32) and int64 labels."
     names = [f'data_batch_{i}' for i in range(1, 6)] if train else ['test_batch']
@@ -153,8 +169,9 @@ def _read_cifar10(path, train:bool=True):
     xs, ys = [], []
     for f in names:
         try:
-            with open(root/f, 'rb') as fh: d = pickle.load(fh, encoding='bytes')
-            x, y = np.asarray(d[b'data'], dtype=np.uint8), np.asarray(d[b'labels'], dtype=np.int64)
+            d = safe_pickle_load(root/f)
+            if not isinstance(d, dict) or not isinstance(d.get(b'data'), np.ndarray) or d[b'data'].dtype != np.uint8: raise ValueError("no uint8 b'data' array")
+            x, y = d[b'data'], np.asarray(d[b'labels'], dtype=np.int64)
             if x.ndim != 2 or x.shape[1] != 3072 or len(y) != len(x) or y.min() < 0 or y.max() > 9: raise ValueError('bad shapes or labels')
         except Exception as e:
             raise _layout_error('cifar10', path, f"{str(root/f)!r} is not a CIFAR-10 batch ({type(e).__name__}: {e})", ValueError) from e
@@ -220,7 +237,7 @@ def load_stl10(path:str|Path, # Folder holding stl10_binary/ (or that folder its
     y = np.concatenate([np.full(len(x), -1) if y is None else y for x, y in parts])[idxs]
     return x, torch.from_numpy(y).long()
 
-# %% ../nbs/01_data.ipynb #0c9fa9e7
+# %% ../nbs/01_data.ipynb #60e3dd63
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.webp', '.tif', '.tiff')
 
 def _is_image(p:Path) -> bool: return p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith('.')
@@ -243,13 +260,25 @@ def _list_image_folder(path):
     y = torch.cat([torch.full((len(v),), i) for i, v in enumerate(classes.values())])
     return files, y, list(classes)
 
+_MODES_16 = ('I;16', 'I;16L', 'I;16B', 'I;16N')
+
+def _open_rgb(f):
+    "An image file as an 8-bit RGB PIL image, turned upright by its EXIF orientation, with 16-bit grey scaled correctly."
+    from PIL import Image, ImageOps
+    try:
+        with Image.open(f) as im:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in _MODES_16 or (im.mode == 'I' and im.format in ('PNG', 'TIFF')):
+                return Image.fromarray((np.asarray(im, dtype=np.float64) / 257).round().clip(0, 255).astype(np.uint8)).convert('RGB')
+            if im.mode in ('I', 'F'): raise ValueError(f'its pixels are {"32-bit integers" if im.mode == "I" else "floats"} of unknown range; save it as 8- or 16-bit')
+            return im.convert('RGB')
+    except Exception as e: raise ValueError(f"folder: could not read image {str(f)!r} ({type(e).__name__}: {e})") from e
+
 def _read_images(files, size:int) -> torch.Tensor:
     "Read image files as RGB, centre-crop them square, resize to `size` and return (n, 3, size, size) in [-1, 1]."
     from PIL import Image
     def read(f):
-        try:
-            with Image.open(f) as im: im = im.convert('RGB')
-        except Exception as e: raise ValueError(f"folder: could not read image {str(f)!r} ({type(e).__name__}: {e})") from e
+        im = _open_rgb(f)
         w, h = im.size; s = min(w, h)
         im = im.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
         if s != size: im = im.resize((size, size), Image.Resampling.BICUBIC)
@@ -372,6 +401,39 @@ class SeededDL(DataLoader):
 
     def new(self, dataset=None, cls=None, **kwargs):
         return super().new(dataset, cls, **{'seed': self.seed, 'epoch': self.epoch, **kwargs})
+
+# %% ../nbs/01_data.ipynb #9cf14d01
+class BatchStream:
+    "An endless stream of batches over tensors of equal length, reshuffled each pass in an order set by `(seed, pass)`."
+    def __init__(self, tensors:tuple, # Tensors of equal length, e.g. (x, y)
+                 bs:int=64, # Batch size (at most the number of items)
+                 seed:int=0, # Seed of the order
+                 shuffle:bool=True, # Reshuffle each pass; False goes through the data in order
+                ):
+        self.tensors = tuple(tensors)
+        if not self.tensors or any(len(t) != len(self.tensors[0]) for t in self.tensors):
+            raise ValueError(f'tensors must be one or more tensors of equal length, got lengths {[len(t) for t in self.tensors]}')
+        n = len(self.tensors[0]); check_positive('bs', bs)
+        if bs > n: raise ValueError(f'bs={bs} is larger than the {n} items of the stream; use bs <= {n}')
+        self.bs, self.seed, self.shuffle, self.epoch, self.pos = bs, check_positive('seed', seed, zero_ok=True), shuffle, 0, 0
+        self._order = None
+
+    def _idxs(self) -> torch.Tensor:
+        n = len(self.tensors[0])
+        if not self.shuffle: return torch.arange(n)
+        return torch.randperm(n, generator=torch.Generator().manual_seed(_mix(self.seed, self.epoch)))
+
+    def __iter__(self): return self
+    def __next__(self) -> tuple:
+        "The next batch: `bs` items of each tensor (the last incomplete batch of a pass is dropped)."
+        if self.pos + self.bs > len(self.tensors[0]): self.epoch, self.pos, self._order = self.epoch + 1, 0, None
+        if self._order is None: self._order = self._idxs()
+        i = self._order[self.pos:self.pos + self.bs]; self.pos += self.bs
+        return tuple(t[i] for t in self.tensors)
+
+    def state_dict(self) -> dict: return dict(epoch=self.epoch, pos=self.pos)
+    def load_state_dict(self, sd:dict): self.epoch, self.pos, self._order = int(sd['epoch']), int(sd['pos']), None
+    def __repr__(self): return f'BatchStream({len(self.tensors[0])} items, bs={self.bs}, seed={self.seed}, pass {self.epoch}, at {self.pos})'
 
 # %% ../nbs/01_data.ipynb #78005ba4
 class GANDataLoaders(DataLoaders):

@@ -36,7 +36,7 @@ def check_same_dim(fake:torch.Tensor, real:torch.Tensor):
         raise ValueError(f'generated features are {fake.shape[1]}-d but real features are {real.shape[1]}-d: '
                          'they come from different extractors; compute both with the same one')
 
-# %% ../nbs/11_metrics.ipynb #4d7944b8
+# %% ../nbs/11_metrics.ipynb #960d9074
 def feature_stats(f, # Features (n, d)
                   name:str='features', # What they are, for the message
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +60,8 @@ def frechet_distance(mu1:np.ndarray, # Mean of the first Gaussian (d,)
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
         raise ValueError(f'statistics do not match: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}; '
                          'they come from different extractors')
-    return fid_statistics_to_metric(dict(mu=mu1, sigma=sigma1), dict(mu=mu2, sigma=sigma2), False)[KEY_METRIC_FID]
+    d = fid_statistics_to_metric(dict(mu=mu1, sigma=sigma1), dict(mu=mu2, sigma=sigma2), False)[KEY_METRIC_FID]
+    return max(0., float(d))  # a distance: rounding in the matrix square root can leave -1e-13 for equal statistics
 
 def fid(fake, # Generated features (n, d)
         real, # Real features (m, d)

@@ -3,7 +3,7 @@ import copy, os, subprocess, sys
 from pathlib import Path
 import pytest, torch
 from fastai.callback.core import Callback
-from sparse_gan_nb.core import set_seed
+from sparse_gan_nb.core import set_seed, save_state, CKPT_NAME, CKPT_KIND
 from sparse_gan_nb.data import gan_dls
 from sparse_gan_nb.learner import GANLearner, read_checkpoint
 from sparse_gan_nb.models import get_models
@@ -12,14 +12,14 @@ from sparse_gan_nb.distill import *
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER = dict(dataset='digits', model='sngan', img_size=16, nz=16, width=.25, d_width=.25, n_iter=6, bs=32,
-               log_every=3, sample_every=6, ckpt_every=6, beta1=0., beta2=.9, seed=5, eval_n=0)
+               log_every=3, sample_every=6, ckpt_every=6, beta1=0., beta2=.9, seed=5, eval_n=None)
 
 @pytest.fixture(scope='module')
 def teacher_ckpt(tmp_path_factory):
     "A spectrally normalised SNGAN teacher, trained and saved by the dense baseline notebook itself."
     out = tmp_path_factory.mktemp('teacher')/'run'
     run_notebook('dense_baseline', out, TEACHER)
-    return out/'checkpoint.pth'
+    return out/CKPT_NAME
 
 @pytest.fixture(scope='module')
 def dls(): return gan_dls('digits', bs=32, seed=0, size=16)
@@ -98,22 +98,22 @@ def test_stage2_from_stage1_checkpoint(teacher_ckpt, tmp_path, dls):
     t = load_teacher(teacher_ckpt, dls)
     whole = learner(t, [TeacherDiscriminatorLoss(t.D, start=4)], dls=dls); whole.fit_iters(8)
     s1 = learner(t, [], run_dir=tmp_path/'s1', dls=dls); s1.fit_iters(4); s1.save_checkpoint()
-    s2 = learner(t, [TeacherDiscriminatorLoss(t.D, start=0)], seed=99, dls=dls); s2.fit_iters(8, resume=tmp_path/'s1'/'checkpoint.pth')
+    s2 = learner(t, [TeacherDiscriminatorLoss(t.D, start=0)], seed=99, dls=dls); s2.fit_iters(8, resume=tmp_path/'s1'/CKPT_NAME)
     assert s2.g_iter == 8 and same(whole.G.state_dict(), s2.G.state_dict()) and same(whole.D.state_dict(), s2.D.state_dict())
     # a resume in the middle of stage 2 is exact too, and refuses another teacher
     mid = learner(t, [TeacherDiscriminatorLoss(t.D, start=4)], run_dir=tmp_path/'mid', dls=dls); mid.fit_iters(6); mid.save_checkpoint()
-    res = learner(t, [TeacherDiscriminatorLoss(t.D, start=4)], seed=7, dls=dls); res.fit_iters(8, resume=tmp_path/'mid'/'checkpoint.pth')
+    res = learner(t, [TeacherDiscriminatorLoss(t.D, start=4)], seed=7, dls=dls); res.fit_iters(8, resume=tmp_path/'mid'/CKPT_NAME)
     assert same(whole.G.state_dict(), res.G.state_dict())
     other = FrozenDiscriminator(get_models('sngan', nz=16, img_size=16, nc=1, width=.25)[1])
     with pytest.raises(ValueError, match='trained against other teacher discriminators'):
-        learner(t, [TeacherDiscriminatorLoss(other, start=4)], dls=dls).fit_iters(8, resume=tmp_path/'mid'/'checkpoint.pth')
+        learner(t, [TeacherDiscriminatorLoss(other, start=4)], dls=dls).fit_iters(8, resume=tmp_path/'mid'/CKPT_NAME)
 
 def test_sparse_student_with_teacher(teacher_ckpt, tmp_path, dls):
     "A sparse student (STU-GAN's masks on G, with exploration, and on D) trained with the teacher term just works."
-    from sparse_gan_nb.sparse import SparseMaskCallback
+    from sparse_gan_nb.sparse import SparseMaskCallback, Explore
     t = load_teacher(teacher_ckpt, dls)
     before = state(t.D)
-    cbs = lambda: [SparseMaskCallback('G', density=.3, delta_t=3), SparseMaskCallback('D', density=.5, explore=False),
+    cbs = lambda: [SparseMaskCallback('G', density=.3, schedule=Explore(3)), SparseMaskCallback('D', density=.5),
                    TeacherDiscriminatorLoss(t.D, start=2)]
     learn = learner(t, cbs(), run_dir=tmp_path/'sparse', dls=dls)
     learn.fit_iters(5); learn.save_checkpoint(); learn.fit_iters(8)
@@ -127,7 +127,7 @@ def test_sparse_student_with_teacher(teacher_ckpt, tmp_path, dls):
     assert {r['iter']: r['lam_on'] for r in rows if r['iter'] % 2 == 0} == {2: 0., 4: .1, 6: .1, 8: .1} and all('G_density' in r for r in rows)
     # and the pair resumes exactly from the middle of the run
     again = learner(t, cbs(), seed=3, dls=dls)
-    again.fit_iters(8, resume=tmp_path/'sparse'/'checkpoint.pth')
+    again.fit_iters(8, resume=tmp_path/'sparse'/CKPT_NAME)
     assert same(again.G.state_dict(), learn.G.state_dict())
 
 def test_conditional_teacher_gets_labels(dls):
@@ -157,40 +157,41 @@ def test_device_and_dtype(teacher_ckpt, dls):
 
 @pytest.mark.parametrize('kw,msg', [
     (dict(lam=-.1), 'lam must be a finite number >= 0'), (dict(lam=float('nan')), 'lam must be a finite number >= 0'),
-    (dict(lam=float('inf')), 'lam must be a finite number >= 0'), (dict(start=1.), 'is a float, so it is a fraction of the run'),
-    (dict(start=-2), 'start must be a G-step count >= 0'), (dict(start='half'), 'start must be a fraction')])
+    (dict(lam=float('inf')), 'lam must be a finite number >= 0'), (dict(start=1.5), 'start must be a G-step count'),
+    (dict(start=-2), 'start must be a G-step count'), (dict(start='half'), 'start must be a G-step count')])
 def test_bad_callback_args(teacher_ckpt, dls, kw, msg):
     with pytest.raises(ValueError, match=msg): TeacherDiscriminatorLoss(load_teacher(teacher_ckpt, dls).D, **kw)
 
-@pytest.mark.parametrize('start', [10, 25, .9999])
+@pytest.mark.parametrize('start', [10, 25, .9999, 1.])
 def test_boundary_outside_run(teacher_ckpt, dls, start):
     t = load_teacher(teacher_ckpt, dls)
     with pytest.raises(ValueError, match='outside the run of 10 G steps'): learner(t, [TeacherDiscriminatorLoss(t.D, start=start)], dls=dls).fit_iters(10)
 
 def test_zero_channel_width(teacher_ckpt, dls):
     t = load_teacher(teacher_ckpt, dls)
-    with pytest.raises(ValueError, match=r"width_mult=0.01, d_width_mult=0.01 on the teacher's widths \(G 0.25, D 0.25\) leave a layer with no channel"):
+    with pytest.raises(ValueError, match=r"width_mult=0.01, d_width_mult=0.01 on the config's widths \(G 0.25, D 0.25\) leave a layer with no channel"):
         student_models(t, .01)
     with pytest.raises(ValueError, match='width_mult must be a number > 0'): student_models(t, -.5)
     with pytest.raises(ValueError, match='d_width_mult must be a number > 0'): student_models(t, .5, float('nan'))
 
 def test_bad_teacher_checkpoints(teacher_ckpt, tmp_path, dls):
-    with pytest.raises(FileNotFoundError, match="missing.pth' does not exist"): load_teacher(tmp_path/'missing.pth', dls)
-    (tmp_path/'corrupt.pth').write_bytes(teacher_ckpt.read_bytes()[:1000])
-    with pytest.raises(ValueError, match='is corrupt or not a torch file'): load_teacher(tmp_path/'corrupt.pth', dls)
+    with pytest.raises(FileNotFoundError, match="missing.safetensors' does not exist"): load_teacher(tmp_path/'missing.safetensors', dls)
+    (tmp_path/'corrupt.safetensors').write_bytes(teacher_ckpt.read_bytes()[:1000])
+    with pytest.raises(ValueError, match='is corrupt'): load_teacher(tmp_path/'corrupt.safetensors', dls)
     ck = read_checkpoint(teacher_ckpt)
-    torch.save(dict(ck, config=dict(ck['config'], d_width=.5)), tmp_path/'wide.pth')
-    with pytest.raises(ValueError, match=r"teacher checkpoint .*wide.pth.*: D \(sngan at the config's width\) does not fit: tensor '.+' has shape"):
-        load_teacher(tmp_path/'wide.pth', dls)
-    torch.save(dict(ck, config=dict(ck['config'], model='dcgan')), tmp_path/'family.pth')
-    with pytest.raises(ValueError, match='does not fit: the checkpoint has no tensor'): load_teacher(tmp_path/'family.pth', dls)
-    torch.save(dict(ck, config={}), tmp_path/'noconfig.pth')
-    with pytest.raises(ValueError, match='names no model family'): load_teacher(tmp_path/'noconfig.pth', dls)
+    def with_model(fname, **model):
+        save_state(dict(ck, config=dict(ck['config'], model=dict(ck['config']['model'], **model))), tmp_path/fname, CKPT_KIND)
+        return tmp_path/fname
+    with pytest.raises(ValueError, match=r"teacher checkpoint .*wide.safetensors.*: D \(sngan at the config's width\) does not fit: tensor '.+' has shape"):
+        load_teacher(with_model('wide.safetensors', d_width=.5), dls)
+    with pytest.raises(ValueError, match='does not fit: the checkpoint has no tensor'): load_teacher(with_model('family.safetensors', name='dcgan'), dls)
+    save_state(dict(ck, config={}), tmp_path/'noconfig.safetensors', CKPT_KIND)
+    with pytest.raises(ValueError, match='names no model'): load_teacher(tmp_path/'noconfig.safetensors', dls)
     with pytest.raises(ValueError, match="the teacher was trained on dataset='digits' but the student's data is 'stacked_digits'"):
         load_teacher(teacher_ckpt, gan_dls('stacked_digits', bs=32, size=16, n=200))
-    torch.save(dict(ck, config=dict(ck['config'], nc=3)), tmp_path/'nc3.pth')
-    with pytest.raises(ValueError, match='the teacher was trained with nc=3 but the data has nc=1'): load_teacher(tmp_path/'nc3.pth', dls)
-    with pytest.raises(ValueError, match='the teacher works at img_size=16 but the data is 8 px'): load_teacher(teacher_ckpt, gan_dls('digits', bs=32, size=8))
+    with pytest.raises(ValueError, match="the teacher was trained with nc=3 but the student's data has nc=1"): load_teacher(with_model('nc3.safetensors', nc=3), dls)
+    with pytest.raises(ValueError, match="the teacher was trained with img_size=16 but the student's data has img_size=8"):
+        load_teacher(teacher_ckpt, gan_dls('digits', bs=32, size=8))
 
 def test_experiment_notebook(teacher_ckpt, tmp_path):
     "The papermill notebook through `sgn`: a student from the baseline's teacher, and a clear error for a bad parameter."
@@ -198,7 +199,7 @@ def test_experiment_notebook(teacher_ckpt, tmp_path):
     def sgn(out, **p):
         return subprocess.run([str(exe), 'run', 'dgl_gan', str(out), *[a for k, v in p.items() for a in ('-p', k, str(v))]],
                               capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS='1'))
-    same_hp = dict(n_iter=6, bs=32, log_every=2, beta1=0., beta2=.9, seed=3, eval_n=0)
+    same_hp = dict(n_iter=6, bs=32, log_every=2, beta1=0., beta2=.9, seed=3, eval_n='none')
     r = sgn(tmp_path/'ok', teacher_ckpt=teacher_ckpt, width_mult=.5, stage1=2, **same_hp)
     assert r.returncode == 0, r.stderr[-2000:]
     import json, pandas as pd
@@ -206,13 +207,13 @@ def test_experiment_notebook(teacher_ckpt, tmp_path):
     assert m['iterations'] == 6 and m['stage2_start'] == 2 and 0 < m['G_params_ratio'] < .5
     h = pd.read_csv(tmp_path/'ok'/'history.csv')
     assert h.lam_on.tolist() == [0., .1, .1] and h.loss_teacher.notna().all()
-    assert read_checkpoint(tmp_path/'ok'/'checkpoint.pth')['config']['width'] == .125
+    assert read_checkpoint(tmp_path/'ok'/CKPT_NAME)['config']['model']['width'] == .125
     # stage 1 is the dense baseline's run at the student's width, step for step (a paired comparison)
     run_notebook('dense_baseline', tmp_path/'vanilla', dict(same_hp, dataset='digits', model='sngan', img_size=16, nz=16, width=.125, d_width=.125))
     v = pd.read_csv(tmp_path/'vanilla'/'history.csv')
     assert (v.loss_d[0], v.loss_g[0]) == (h.loss_d[0], h.loss_g[0]) and v.loss_g[2] != h.loss_g[2]
     # stage 2 as its own run, from that vanilla run's checkpoint
-    r = sgn(tmp_path/'s2', teacher_ckpt=teacher_ckpt, width_mult=.5, stage1_ckpt=tmp_path/'vanilla'/'checkpoint.pth', stage1=6,
+    r = sgn(tmp_path/'s2', teacher_ckpt=teacher_ckpt, width_mult=.5, stage1_ckpt=tmp_path/'vanilla'/CKPT_NAME, stage1=6,
             **dict(same_hp, n_iter=8, eval_n=200, eval_metrics='fid,pr'))
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads((tmp_path/'s2'/'metrics.json').read_text())['metrics']

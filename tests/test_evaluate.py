@@ -51,7 +51,7 @@ def test_cache_dir_argument_and_env(tmp_path):
     assert feats_mod.cache_dir(tmp_path) == tmp_path
     assert feats_mod.cache_dir() == Path(os.environ['SPARSE_GAN_NB_CACHE'])
     m = digits_classifier(cache=tmp_path/'other')
-    assert list((tmp_path/'other'/'classifiers').glob('digits-cnn-*.pt')) and not m.from_cache
+    assert list((tmp_path/'other'/'classifiers').glob('digits-cnn-*.safetensors')) and not m.from_cache
 
 # ---------------------------------------------------------------- Evaluator and reference cache
 def test_reference_is_cached(monkeypatch):
@@ -178,7 +178,7 @@ def test_eval_callback_and_cli(tmp_path):
     G, D = get_models('dcgan', nz=16, img_size=16, nc=1, width=.25)
     cb = EvalCallback(every=4, n_samples=100, final_n_samples=150)
     learn = GANLearner(gan_dls('digits', bs=32, size=16), G, D, ema=0.9, run_dir=tmp_path/'run', log_every=4,
-                       config=dict(model='dcgan', nz=16, img_size=16, nc=1, width=.25, data='digits'), cbs=[cb])
+                       config=dict(data=dict(name='digits', size=16)), cbs=[cb])
     learn.fit_iters(10)
     assert [r['iter'] for r in cb.results] == [4, 8, 10] and [r['n_samples'] for r in cb.results] == [100, 100, 150]
     hist = (tmp_path/'run'/'history.csv').read_text().splitlines()
@@ -188,8 +188,8 @@ def test_eval_callback_and_cli(tmp_path):
     assert (fm['iter'], fm['n_samples'], fm['reference_split'], fm['extractor']) == (10, 150, 'train', cb.evaluator.extractor.name)
     # it evaluated the EMA generator with the fixed seed
     assert cb.evaluator.evaluate_images(sample_generator(learn.G_ema, 150, seed=0))['fid'] == pytest.approx(fm['fid'])
-    learn.save_checkpoint(tmp_path/'ck.pth')
-    out = evaluate_main([str(tmp_path/'ck.pth'), '--n', '150', '--out', str(tmp_path/'m.json')])
+    learn.save_checkpoint(tmp_path/'ck.safetensors')
+    out = evaluate_main([str(tmp_path/'ck.safetensors'), '--n', '150', '--out', str(tmp_path/'m.json')])
     assert out['fid'] == pytest.approx(fm['fid']) and out['ema'] is True
     assert json.loads((tmp_path/'m.json').read_text())['n_samples'] == 150
 

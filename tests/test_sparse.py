@@ -3,47 +3,54 @@ import csv, math
 import pytest, torch
 from torch import nn
 from fastai.callback.core import Callback
-from sparse_gan_nb.core import set_seed
+from sparse_gan_nb.core import set_seed, save_state, read_checkpoint, CKPT_NAME, CKPT_KIND
 from sparse_gan_nb.data import gan_dls
 from sparse_gan_nb.models import get_models
 from sparse_gan_nb.learner import GANLearner, CheckpointCallback
 from sparse_gan_nb.masks import SparseMasks, maskable_layers, layer_densities, erk_densities
-from sparse_gan_nb.sparse import SparseMaskCallback, SparseStatsCallback, topology_update, opt_slots
-from sparse_gan_nb.baselines import GMPCallback, snip, train_imp
+from sparse_gan_nb.sparse import SparseMaskCallback, SparseStatsCallback, Explore, Static, topology_update, opt_slots
+from sparse_gan_nb.baselines import GMPSchedule, snip, train_imp
 
 torch.set_num_threads(1)
 
 class Checker(Callback):
     "Checks the step invariants on every optimizer step and every topology update."
     order = 99
-    def before_fit(self): self.steps, self.updates = 0, []
+    def before_fit(self): self.n_steps, self.updates = 0, []
     def _cbs(self): return [c for c in (getattr(self.learn, 'sparse_g', None), getattr(self.learn, 'sparse_d', None)) if c is not None]
     def before_step(self):
         self.before = {c.net: [m.clone() for m in c.sparse.masks.values()] for c in self._cbs()}
         self.n_upd = {c.net: len(c.updates) for c in self._cbs()}
     def after_step(self):
-        self.steps += 1
+        self.n_steps += 1
         for c in self._cbs():
             for p, m in zip(c.sparse.params, c.sparse.masks.values()):
                 assert not p[m == 0].any(), f'a masked weight of {c.net} is not zero after a {self.learn.phase} step'
             before, after = self.before[c.net], list(c.sparse.masks.values())
             if c.net != self.learn.phase:
                 assert all(torch.equal(a, b) for a, b in zip(before, after)), f'a {self.learn.phase} step changed the mask of {c.net}'
-            elif len(c.updates) > self.n_upd[c.net] and not isinstance(c, GMPCallback):
+            elif len(c.updates) > self.n_upd[c.net] and not isinstance(c.schedule, GMPSchedule):
                 grown = [(a.bool() & ~b.bool()) for a, b in zip(after, before)]
                 pruned = [(b.bool() & ~a.bool()) for a, b in zip(after, before)]
                 assert all(not (g & b.bool()).any() for g, b in zip(grown, before))  # regrown were inactive before
                 n_b, n_a = [int(b.sum()) for b in before], [int(a.sum()) for a in after]
-                if c.scope == 'layer': assert n_b == n_a, (n_b, n_a)
+                if c.schedule.scope == 'layer': assert n_b == n_a, (n_b, n_a)
                 else: assert sum(n_b) == sum(n_a)
                 assert sum(int(g.sum()) for g in grown) == sum(int(p.sum()) for p in pruned) > 0
-                self.updates.append((c.net, self.learn.g_iter))
+                self.updates.append((c.net, self.learn.g_step))
+
+SCHEDULE_KW = ('delta_t', 'p0', 'p_min', 't_max', 'stop', 'growth', 'prune', 'scope')
+
+def mask_cb(net, explore=True, **kw):
+    "A mask callback whose keyword arguments may include `Explore`'s (delta_t, growth, scope, ...)."
+    sched = {k: kw.pop(k) for k in SCHEDULE_KW if k in kw}
+    return SparseMaskCallback(net, schedule=Explore(**sched) if explore else Static(), **kw)
 
 def make(run_dir=None, seed=0, g_kw=None, d_kw=None, width=.25, n_critic=1, ema=.9, extra=(), model='dcgan', data='digits', **kw):
     set_seed(seed)
     G, D = get_models(model, nz=16, img_size=16, nc=1, width=width) if model != 'mlp' else get_models('mlp')
-    cbs = [SparseMaskCallback('G', **{**dict(density=.1, delta_t=3, seed=seed), **(g_kw or {})}),
-           SparseMaskCallback('D', **{**dict(density=.5, explore=False, seed=seed), **(d_kw or {})}),
+    cbs = [mask_cb('G', **{**dict(density=.1, delta_t=3, seed=seed), **(g_kw or {})}),
+           mask_cb('D', **{**dict(density=.5, explore=False, seed=seed), **(d_kw or {})}),
            SparseStatsCallback(br_every=2), Checker(), *extra]
     dls = gan_dls(data, bs=16, seed=seed, **({} if data == 'ring8' else dict(size=16)))
     return GANLearner(dls, G, D, n_critic=n_critic, ema=ema, run_dir=run_dir, log_every=4, cbs=cbs, **kw)
@@ -62,7 +69,7 @@ def test_step_invariants(g_kw, d_kw):
     learn = make(g_kw=g_kw, d_kw=d_kw, n_critic=2)
     learn.fit_iters(12)
     ck = learn.checker
-    assert ck.steps == 12 * 3
+    assert ck.n_steps == 12 * 3
     assert {n for n, _ in ck.updates} == ({'G', 'D'} if d_kw.get('explore') else {'G'})
     assert [u['iter'] for u in learn.sparse_g.updates] == [3, 6, 9, 12]
     if d_kw.get('explore'): assert learn.sparse_d.updates and all(u['iter'] % d_kw['delta_t'] == 0 for u in learn.sparse_d.updates)
@@ -164,10 +171,10 @@ def test_parametrized_spectral_norm_is_masked_at_original():
 def test_sngan_train_with_spectral_norm_d_explored():
     set_seed(0)
     G, D = get_models('sngan', img_size=16, nc=1, width=.125)
-    cbs = [SparseMaskCallback('G', .1, conv_only=True, delta_t=2), SparseMaskCallback('D', .5, delta_t=2, growth='random'), Checker()]
+    cbs = [mask_cb('G', density=.1, conv_only=True, delta_t=2), mask_cb('D', density=.5, delta_t=2, growth='random'), Checker()]
     learn = GANLearner(gan_dls('digits', bs=8, size=16), G, D, ema=.9, cbs=cbs)
     learn.fit_iters(4)
-    assert learn.checker.steps == 8 and len(learn.checker.updates) >= 3
+    assert learn.checker.n_steps == 8 and len(learn.checker.updates) >= 3
     assert 'l1' not in learn.sparse_g.sparse.names  # conv_only leaves G's linear layer dense
 
 # ---------------------------------------------------------------- reports
@@ -191,11 +198,11 @@ def test_history_and_summary(tmp_path):
 # ---------------------------------------------------------------- baselines
 def test_gmp_snip_imp():
     learn = make(g_kw=dict(density=.1), extra=())
-    learn.remove_cb(learn.sparse_g); learn.add_cb(GMPCallback('G', .1, delta_t=2))
+    learn.remove_cb(learn.sparse_g); learn.add_cb(SparseMaskCallback('G', .1, schedule=GMPSchedule(delta_t=2)))
     learn.fit_iters(20)
     assert learn.sparse_g.sparse.density == pytest.approx(.1, abs=2e-3) and learn.sparse_g.itop() == 1.
     learn = make()
-    learn.remove_cb(learn.sparse_g); learn.add_cb(SparseMaskCallback('G', masks=snip(.2), explore=False))
+    learn.remove_cb(learn.sparse_g); learn.add_cb(SparseMaskCallback('G', masks=snip(.2)))
     learn.fit_iters(3)
     assert learn.sparse_g.sparse.density == pytest.approx(.2, abs=1e-3)
     ls = train_imp(_imp_learner, 4, density=.1, rounds=2)
@@ -214,7 +221,7 @@ def test_exact_resume_with_masks_ema_checkpoint(tmp_path, stop):
     ck = lambda: [CheckpointCallback(every=stop)]
     full = make(tmp_path/'full', extra=ck(), **kw); full.fit_iters(20)
     part = make(tmp_path/'part', extra=ck(), **kw); part.fit_iters(stop)
-    res = make(tmp_path/'part', extra=ck(), **kw); res.fit_iters(20, resume=tmp_path/'part'/'checkpoint.pth')
+    res = make(tmp_path/'part', extra=ck(), **kw); res.fit_iters(20, resume=tmp_path/'part'/CKPT_NAME)
     for a, b in ((full.G, res.G), (full.D, res.D), (full.G_ema, res.G_ema)):
         assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     for n in ('g', 'd'):
@@ -232,7 +239,7 @@ def test_resume_at_an_update_step(tmp_path):
     full = make(tmp_path/'a', extra=[CheckpointCallback(every=5)], **kw); full.fit_iters(8)
     part = make(tmp_path/'b', extra=[CheckpointCallback(every=5)], **kw); part.fit_iters(5)
     assert part.sparse_g.pending_new is not None
-    res = make(tmp_path/'b', extra=[CheckpointCallback(every=5)], **kw); res.fit_iters(8, resume=tmp_path/'b'/'checkpoint.pth')
+    res = make(tmp_path/'b', extra=[CheckpointCallback(every=5)], **kw); res.fit_iters(8, resume=tmp_path/'b'/CKPT_NAME)
     assert all(torch.equal(x, y) for x, y in zip(full.G_ema.state_dict().values(), res.G_ema.state_dict().values()))
 
 # ---------------------------------------------------------------- bad input
@@ -246,9 +253,11 @@ def test_resume_at_an_update_step(tmp_path):
     (dict(opt_policy='reset'), "unknown opt_policy='reset'; choose one of 'keep', 'zero_new', 'mask_all'"),
     (dict(scope='net'), "unknown scope='net'; choose one of 'layer', 'global'"),
     (dict(sampling='poisson'), "unknown sampling='poisson'; choose one of 'exact', 'bernoulli'"),
+    (dict(stop=-2), 'stop must be a G-step count (an int >= 0) or a fraction of the run'),
+    (dict(t_max=1.5), 't_max must be a G-step count (an int >= 0) or a fraction of the run'),
 ])
 def test_bad_settings(kw, msg):
-    with pytest.raises(ValueError) as e: SparseMaskCallback('G', **kw)
+    with pytest.raises(ValueError) as e: mask_cb('G', **kw)
     assert msg in str(e.value)
 
 def test_bad_models_and_checkpoints(tmp_path):
@@ -257,18 +266,20 @@ def test_bad_models_and_checkpoints(tmp_path):
     learn = make(data='ring8', model='mlp', g_kw=dict(conv_only=True))
     with pytest.raises(ValueError, match='has no maskable layers'): learn.fit_iters(1)
     part = make(tmp_path/'p', extra=[CheckpointCallback(every=3)]); part.fit_iters(3)
-    ck = torch.load(tmp_path/'p'/'checkpoint.pth', weights_only=False)
-    ck['callbacks']['sparse_d']['masks']['masks'].pop('net.2'); torch.save(ck, tmp_path/'bad.pth')
+    ck = read_checkpoint(tmp_path/'p'/CKPT_NAME)
+    ck['callbacks']['sparse_d']['masks']['masks'].pop('net.2'); save_state(ck, tmp_path/'bad.safetensors', CKPT_KIND)
     with pytest.raises(ValueError, match="checkpoint state of sparse_d: masks do not fit the model: no mask for layer 'net.2'"):
-        make(extra=[CheckpointCallback(every=3)]).load_checkpoint(tmp_path/'bad.pth')
-    with pytest.raises(ValueError, match='p_min must be <= p0'): SparseMaskCallback('G', p0=.1, p_min=.3)
-    with pytest.raises(ValueError, match='start must be < end'): GMPCallback('G', start=.8, end=.5)
+        make(extra=[CheckpointCallback(every=3)]).load_checkpoint(tmp_path/'bad.safetensors')
+    with pytest.raises(ValueError, match='p_min must be <= p0'): Explore(p0=.1, p_min=.3)
+    with pytest.raises(ValueError, match='start must be before end'): GMPSchedule(start=.8, end=.5)
+    gmp = make(); gmp.remove_cb(gmp.sparse_g); gmp.add_cb(SparseMaskCallback('G', .1, schedule=GMPSchedule(start=30, end=20)))
+    with pytest.raises(ValueError, match=r'GMP: start \(G step 30\) must be before end \(G step 20\)'): gmp.fit_iters(40)
 
 # ---------------------------------------------------------------- the experiment notebook
 @pytest.mark.parametrize('params', [
     dict(n_iter=6, delta_t=2, eval_n=100, eval_every=3, eval_metrics='fid,is'),            # STU-GAN, evaluated during training
-    dict(n_iter=4, method='imp', imp_rounds=1, eval_n=0, explore='GD'),                     # lottery tickets: 2 trainings
-    dict(n_iter=8, method='gmp', delta_t=2, eval_n=0, d_D=1.0),                             # GMP beside a dense D
+    dict(n_iter=4, method='imp', imp_rounds=1, eval_n=None, explore='GD'),                  # lottery tickets: 2 trainings
+    dict(n_iter=8, method='gmp', delta_t=2, eval_n=None, d_D=1.0),                          # GMP beside a dense D
 ])
 def test_experiment_notebook(tmp_path, params):
     from sparse_gan_nb.experiment import run_notebook
@@ -291,12 +302,12 @@ def test_experiment_evaluation_leaves_training_alone(tmp_path):
     from sparse_gan_nb.experiment import run_notebook
     tiny = dict(width=.25, d_width=.25, bs=32, n_iter=6, delta_t=2, log_every=2, sample_every=6, ckpt_every=6, dataset='stacked_digits')
     losses = lambda d: [(r['loss_d'], r['loss_g']) for r in csv.DictReader(open(d/'history.csv')) if r['loss_d']]
-    run_notebook('stu_gan', tmp_path/'quiet', tiny | dict(eval_n=0))
+    run_notebook('stu_gan', tmp_path/'quiet', tiny | dict(eval_n=None))
     run_notebook('stu_gan', tmp_path/'evaluated', tiny | dict(eval_n=200, eval_every=2))
     assert losses(tmp_path/'quiet') == losses(tmp_path/'evaluated') and len(losses(tmp_path/'quiet')) == 3
 
 def test_experiment_notebook_bad_parameter(tmp_path):
     from sparse_gan_nb.experiment import run_notebook
-    with pytest.raises(Exception, match="unknown explore='G\\+D'; choose one of 'G', 'D', 'GD', 'none'"):
+    with pytest.raises(ValueError, match="unknown explore='G\\+D'; choose one of 'G', 'D', 'GD', 'none'"):
         run_notebook('stu_gan', tmp_path/'bad', dict(explore='G+D'))
-    assert not (tmp_path/'bad'/'metrics.json').exists()
+    assert not (tmp_path/'bad').exists()  # refused before anything was made

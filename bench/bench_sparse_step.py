@@ -16,15 +16,15 @@ from sparse_gan_nb.core import set_seed
 from sparse_gan_nb.data import gan_dls
 from sparse_gan_nb.models import get_models
 from sparse_gan_nb.learner import GANLearner
-from sparse_gan_nb.sparse import SparseMaskCallback, SparseStatsCallback
+from sparse_gan_nb.sparse import SparseMaskCallback, SparseStatsCallback, Explore
 
 def build(kind, a):
     set_seed(0)
     G, D = get_models(a.model, nz=a.nz, img_size=a.img_size, nc=1, width=a.width)
     cbs = []
     if kind != 'dense':
-        cbs = [SparseMaskCallback('G', a.d_g, delta_t=a.delta_t, t_max=a.total, growth='gradient', opt_policy=a.opt_policy),
-               SparseMaskCallback('D', a.d_d, explore=False)]
+        cbs = [SparseMaskCallback('G', a.d_g, schedule=Explore(delta_t=a.delta_t, t_max=a.total, growth='gradient'), opt_policy=a.opt_policy),
+               SparseMaskCallback('D', a.d_d)]  # no schedule: static
     if kind == 'report': cbs.append(SparseStatsCallback(br_every=10))
     return GANLearner(gan_dls('digits', bs=a.bs, seed=0, size=a.img_size), G, D, ema=0.999, log_every=10**9, cbs=cbs)
 

@@ -20,14 +20,24 @@ import numpy as np, pandas as pd, torch
 import matplotlib; matplotlib.use('Agg')
 import matplotlib.pyplot as plt
 from sparse_gan_nb.data import gan_dls
-from sparse_gan_nb.distill import load_teacher, width_table
+from sparse_gan_nb.core import CKPT_NAME
+from sparse_gan_nb.distill import load_teacher, width_table, TEACHER_SEED_OFFSET
 from sparse_gan_nb.evaluate import Evaluator
 from sparse_gan_nb.learner import sample_generator
-from sparse_gan_nb.experiment import run_notebook, markdown_table
+from sparse_gan_nb.experiment import run_notebook, run_dir_in, markdown_table
 from sparse_gan_nb.losses import get_loss
 
 METHODS = {'teacher': 'teacher (dense)', 'vanilla': 'vanilla student', 'dgl2': 'DGL, two stages',
            'dgl1': 'DGL, one stage', 'boost': 'boost (DGL at full width)'}
+RUN_DIRS = {'teacher': 'teacher', 'vanilla': 'vanilla-w{width:g}-s{seed}', 'boost': 'boost-s{seed}',  # each run's folder under --out
+            'dgl1': 'dgl1-w{width:g}-s{seed}', 'dgl2': 'dgl2-w{width:g}-s{seed}'}
+
+def when(s:str) -> int|float:
+    "A point in the run: a fraction below 1 (a float), or a G-step count when 1 or more (an int)."
+    v = float(s)
+    if v < 1: return v
+    if v != int(v): raise argparse.ArgumentTypeError(f'{s!r} is neither a fraction of the run below 1 nor a whole number of G steps')
+    return int(v)
 
 def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
@@ -35,10 +45,10 @@ def parse(argv=None):
     p.add_argument('--iters', type=int, default=1200, help='G steps of every student run')
     p.add_argument('--teacher-iters', type=int, default=None, help='G steps of the teacher (default: --iters)')
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='student seeds')
-    p.add_argument('--teacher-seed', type=int, default=1000)
+    p.add_argument('--teacher-seed', type=int, default=TEACHER_SEED_OFFSET)
     p.add_argument('--widths', type=float, nargs='+', default=[.5, .25], help='student width multipliers')
     p.add_argument('--lam', type=float, default=.1)
-    p.add_argument('--stage1', type=float, default=.5, help='stage-2 boundary of the two-stage runs, a fraction of the run')
+    p.add_argument('--stage1', type=when, default=.5, help='stage-2 boundary of the two-stage runs: a fraction of the run below 1, or G steps when 1 or more')
     p.add_argument('--workers', type=int, default=2, help='runs in parallel')
     p.add_argument('--eval-samples', type=int, default=2000)
     p.add_argument('--no-boost', action='store_true', help='skip the full-width runs (vanilla and boost)')
@@ -51,23 +61,27 @@ def parse(argv=None):
 def jobs(a):
     "(name, method, width, seed, notebook, params), in the order they start: the teacher, vanilla runs, then the DGL runs, longest first."
     hp = dict(dataset='stacked_digits', img_size=16, bs=64, loss='hinge', lr_g=2e-4, lr_d=2e-4, beta1=.5, beta2=.999, ema=.99,
-              log_every=max(1, a.iters // 24), eval_n=0)  # every run is evaluated here, the same way
+              log_every=max(1, a.iters // 24), eval_n=None)  # every run is evaluated here, the same way
     base = lambda w, seed, n: dict(hp, model='dcgan', nz=32, width=w, d_width=w, n_iter=n, seed=seed, sample_every=n, ckpt_every=n)
     dgl = lambda w, seed, start: dict(hp, width_mult=w, lam=a.lam, stage1=start, n_iter=a.iters, seed=seed,
                                       sample_every=a.iters, ckpt_every=a.iters)
     widths = ([] if a.no_boost else [1.]) + list(a.widths)
-    out = [('teacher', 'teacher', 1., a.teacher_seed, 'dense_baseline', base(1., a.teacher_seed, a.teacher_iters))]
-    out += [(f'vanilla-w{w:g}-s{s}', 'vanilla', w, s, 'dense_baseline', base(w, s, a.iters)) for w in widths for s in a.seeds]
-    if not a.no_boost: out += [(f'boost-s{s}', 'boost', 1., s, 'dgl_gan', dgl(1., s, a.stage1)) for s in a.seeds]
+    out = [('teacher', 1., a.teacher_seed, 'dense_baseline', base(1., a.teacher_seed, a.teacher_iters))]
+    out += [('vanilla', w, s, 'dense_baseline', base(w, s, a.iters)) for w in widths for s in a.seeds]
+    if not a.no_boost: out += [('boost', 1., s, 'dgl_gan', dgl(1., s, a.stage1)) for s in a.seeds]
     for w in a.widths:
-        out += [(f'dgl1-w{w:g}-s{s}', 'dgl1', w, s, 'dgl_gan', dgl(w, s, 0.)) for s in a.seeds]
-        out += [(f'dgl2-w{w:g}-s{s}', 'dgl2', w, s, 'dgl_gan', dgl(w, s, a.stage1)) for s in a.seeds]
-    return out
+        out += [('dgl1', w, s, 'dgl_gan', dgl(w, s, 0.)) for s in a.seeds]
+        out += [('dgl2', w, s, 'dgl_gan', dgl(w, s, a.stage1)) for s in a.seeds]
+    return [(RUN_DIRS[m].format(width=w, seed=s), m, w, s, nb, prm) for m, w, s, nb, prm in out]
+
+def run_folder(out:Path, method:str, width:float, seed:int) -> Path:
+    "The run folder of a run under `out`, from its name parts."
+    return run_dir_in(out, RUN_DIRS[method], width=width, seed=seed)
 
 class Replication:
     def __init__(self, a):
         self.a, self.out = a, Path(a.out).absolute()
-        self.teacher_ck, self.teacher_ready, self.lock = self.out/'teacher'/'checkpoint.pth', threading.Event(), threading.Lock()
+        self.teacher_ck, self.teacher_ready, self.lock = run_folder(self.out, 'teacher', 1., a.teacher_seed)/CKPT_NAME, threading.Event(), threading.Lock()
         self.dls = gan_dls('stacked_digits', bs=64, seed=0, size=16)
         self.ev = Evaluator('stacked_digits', size=16, n_samples=a.eval_samples, metrics=('fid', 'is', 'pr', 'modes'))
         self.failed = False
@@ -76,7 +90,7 @@ class Replication:
         "Metrics of the run's EMA generator, and its generator loss under the frozen teacher D (in batches of 64)."
         f = run_dir/'eval.json'
         if f.exists(): return json.loads(f.read_text())
-        G = load_teacher(run_dir/'checkpoint.pth', self.dls).G
+        G = load_teacher(run_dir/CKPT_NAME, self.dls).G
         m = self.ev.evaluate_generator(G)
         T = load_teacher(self.teacher_ck, self.dls).D
         with torch.no_grad():
@@ -89,14 +103,14 @@ class Replication:
 
     def run(self, job):
         name, method, w, seed, nb, params = job
-        d = self.out/name
+        d = run_folder(self.out, method, w, seed)
         try:
             if nb == 'dgl_gan':
                 self.teacher_ready.wait()
                 if self.failed: return None
                 params = dict(params, teacher_ckpt=str(self.teacher_ck))
             t0 = time.time()
-            if not (d/'metrics.json').exists(): run_notebook(nb, d, params, overwrite=True)
+            if not (d/'metrics.json').exists(): run_notebook(nb, d, params)  # an unfinished run with a checkpoint is continued
             if method == 'teacher': self.teacher_ready.set()
             self.teacher_ready.wait()  # the evaluation scores every student under the teacher D
             if self.failed: return None
@@ -156,7 +170,7 @@ def curves(df, out:Path, w:float):
     fig, axs = plt.subplots(1, 2, figsize=(8, 3))
     for m, c in (('vanilla', 'grey'), ('dgl1', 'tab:red'), ('dgl2', 'tab:blue')):
         for i, r in enumerate(df[(df.method == m) & (df.width == w)].itertuples()):
-            h = pd.read_csv(out/r.run/'history.csv')
+            h = pd.read_csv(run_folder(out, m, w, r.seed)/'history.csv')
             axs[0].plot(h.iter, h.loss_g, color=c, alpha=.6, lw=1, label=METHODS[m] if i == 0 else None)
             if 'loss_teacher' in h: axs[1].plot(h.iter, h.loss_teacher, color=c, alpha=.6, lw=1, label=METHODS[m] if i == 0 else None)
     axs[0].set(xlabel='G step', title=f'student $L_G$, width {w:g}'); axs[1].set(xlabel='G step', title=r'adv$_G$ under the teacher $D_T$', yscale='log')
@@ -178,10 +192,11 @@ def main(argv=None):
     if a.widths: curves(df, out, a.widths[0])
     wall = time.time() - t0
     cmd = 'OMP_NUM_THREADS=1 python bench/replicate_dgl.py ' + ' '.join(sys.argv[1:] if argv is None else argv)
+    stage2 = f'after {a.stage1} G steps' if isinstance(a.stage1, int) else f'at {a.stage1:g} of the run'
     md = '\n'.join([f'Command: `{cmd}`', '',
                     f'Stacked digits at 16 px; DCGAN, nz 32, hinge loss, Adam 2e-4 (0.5, 0.999), batch 64, EMA 0.99. '
                     f'Teacher: {a.teacher_iters} G steps, seed {a.teacher_seed}. Students: {a.iters} G steps, seeds {a.seeds}; '
-                    f'DGL λ = {a.lam}, two stages switch the term on at {a.stage1:g} of the run. Metrics of the EMA generator on '
+                    f'DGL λ = {a.lam}, two stages switch the term on {stage2}. Metrics of the EMA generator on '
                     f'{a.eval_samples} samples against the {rep.ev.n_ref} training images (features of the {rep.ev.extractor.name} extractor; modes of 1000); '
                     f'"loss under D_T" is the hinge generator loss of 1024 samples under the frozen teacher D. Mean ± std over seeds.', '',
                     markdown_table(summary), '', *claims(df), '',

@@ -31,28 +31,34 @@ METHODS = dict(dense=dict(method='dense'), static=dict(method='sparse', explore=
 COMMON = dict(dataset='stacked_digits', img_size=16, model='dcgan', width=0.5, d_width=0.5, nz=32, loss='hinge', d_D=0.5,
               distribution='erk', opt_policy='keep', bs=64, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, n_critic=1, ema=0.99,
               br_every=10, eval_metrics='fid,is,modes', device='cpu')
+RUN_DIRS = dict(dense='{method}/seed{seed}', other='{method}/dG{d_G}/seed{seed}')  # each run's folder under --out
 FULL = dict(densities=(0.05, 0.1, 0.2), seeds=(0, 1, 2), n_iter=1500, delta_t=100, imp_density=0.1, imp_rounds=3, eval_n=2000, log_every=100)
 PILOT = dict(densities=(0.1,), seeds=(0,), n_iter=80, delta_t=20, imp_density=0.1, imp_rounds=2, eval_n=500, log_every=20)
 
-def grid(cfg:dict) -> list:
-    "(run name, parameters) of every run of the replication."
-    runs = [(f'dense/seed{s}', dict(METHODS['dense'], d_G=1.0, seed=s)) for s in cfg['seeds']]
+def run_folder(out:Path, label:str, params:dict) -> Path:
+    "The run folder of a run of method `label` (a key of METHODS) under `out`, from its name parts."
+    from sparse_gan_nb.experiment import run_dir_in
+    return run_dir_in(out, RUN_DIRS['dense' if label == 'dense' else 'other'], method=label, d_G=params['d_G'], seed=params['seed'])
+
+def grid(cfg:dict, out:Path) -> list:
+    "(run name, run folder, parameters) of every run of the replication; the name is the folder relative to `out`."
+    runs = [('dense', dict(METHODS['dense'], d_G=1.0, seed=s)) for s in cfg['seeds']]
     for m in ('static', 'SET', 'STU', 'GMP'):
-        runs += [(f'{m}/dG{d}/seed{s}', dict(METHODS[m], d_G=d, seed=s)) for d in cfg['densities'] for s in cfg['seeds']]
-    runs += [(f"IMP/dG{cfg['imp_density']}/seed{s}", dict(METHODS['IMP'], d_G=cfg['imp_density'], imp_rounds=cfg['imp_rounds'], seed=s))
-             for s in cfg['seeds']]
+        runs += [(m, dict(METHODS[m], d_G=d, seed=s)) for d in cfg['densities'] for s in cfg['seeds']]
+    runs += [('IMP', dict(METHODS['IMP'], d_G=cfg['imp_density'], imp_rounds=cfg['imp_rounds'], seed=s)) for s in cfg['seeds']]
     shared = dict(COMMON, n_iter=cfg['n_iter'], delta_t=cfg['delta_t'], eval_n=cfg['eval_n'], log_every=cfg['log_every'],
                   sample_every=cfg['n_iter'], ckpt_every=cfg['n_iter'])
-    return [(name, dict(shared, **p)) for name, p in runs]
+    dirs = [run_folder(out, m, p) for m, p in runs]
+    return [(d.relative_to(out).as_posix(), d, dict(shared, **p)) for d, (m, p) in zip(dirs, runs)]
 
 def trainings(params:dict) -> int: return params.get('imp_rounds', 0) + 1 if params['method'] == 'imp' else 1
 
-def run_one(out:str, name:str, params:dict) -> tuple:
-    "Run one notebook (in a worker process) and return (name, seconds, error or None)."
+def run_one(run_dir:str, name:str, params:dict) -> tuple:
+    "Run one notebook into `run_dir` (in a worker process; an unfinished run there is continued) and return (name, seconds, error or None)."
     os.environ.setdefault('OMP_NUM_THREADS', '1')
     from sparse_gan_nb.experiment import run_notebook
     t0 = time.time()
-    try: run_notebook(NB, Path(out)/name, params, overwrite=False); return name, time.time() - t0, None
+    try: run_notebook(NB, run_dir, params); return name, time.time() - t0, None
     except Exception as e: return name, time.time() - t0, f'{type(e).__name__}: {e}'
 
 def pm(x): return '–' if x.isna().all() else (f'{x.mean():.3g}' if len(x.dropna()) < 2 else f'{x.mean():.3g} ± {x.std():.2g}')
@@ -60,7 +66,8 @@ def pm(x): return '–' if x.isna().all() else (f'{x.mean():.3g}' if len(x.dropn
 def summarise(out:Path) -> pd.DataFrame:
     "Per-run table, the mean ± std table and the claims, written into `out`."
     from sparse_gan_nb.experiment import collect_runs, markdown_table
-    df = collect_runs(out)
+    df, unreadable = collect_runs(out)
+    for run, why in unreadable: print(f'skipping {run}: its metrics.json cannot be read ({why})', file=sys.stderr)
     df['method'] = df['run'].str.split('/').str[0]
     df.to_csv(out/'runs.csv', index=False)
     cols = {'metrics.fid': 'FID ↓', 'metrics.is_mean': 'IS ↑', 'metrics.modes': 'modes ↑', 'metrics.train_flops_vs_dense': 'train FLOPs',
@@ -121,26 +128,26 @@ def main(argv=None):
     p.add_argument('--out', default=None, help='the folder of the run folders')
     p.add_argument('--jobs', type=int, default=1, help='runs in parallel (each uses one thread)')
     p.add_argument('--n-iter', type=int, default=None, help='override the G steps per run')
-    p.add_argument('--eval-every', type=int, default=0, help='G steps between evaluations (FID over training, and fid_best); 0: only the final one')
+    p.add_argument('--eval-every', type=int, default=None, help='G steps between evaluations (FID over training, and fid_best); default (or 0): only the final one')
     p.add_argument('--runs', nargs='+', default=None, help="only the runs whose names match one of these patterns, e.g. 'dense/seed0' '*/dG0.1/seed0'")
     p.add_argument('--list', action='store_true', help='only list the runs')
     a = p.parse_args(argv)
     cfg = dict(PILOT if a.pilot else FULL)
     if a.n_iter: cfg['n_iter'] = a.n_iter
     out = Path(a.out or ROOT/'runs'/('stu_replication_pilot' if a.pilot else 'stu_replication'))
-    runs = grid(cfg)
-    if a.runs: runs = [(n, prm) for n, prm in runs if any(fnmatch.fnmatch(n, pat) for pat in a.runs)]
-    if a.eval_every: runs = [(n, dict(prm, eval_every=a.eval_every)) for n, prm in runs]
+    runs = grid(cfg, out)
+    if a.runs: runs = [(n, d, prm) for n, d, prm in runs if any(fnmatch.fnmatch(n, pat) for pat in a.runs)]
+    if a.eval_every: runs = [(n, d, dict(prm, eval_every=a.eval_every)) for n, d, prm in runs]
     if a.list:
-        for n, prm in runs: print(n, json.dumps({k: prm[k] for k in ('method', 'd_G', 'seed')}))
+        for n, d, prm in runs: print(n, json.dumps({k: prm[k] for k in ('method', 'd_G', 'seed')}))
         return
-    todo = [(n, prm) for n, prm in runs if not (out/n/'metrics.json').exists()]
+    todo = [(n, d, prm) for n, d, prm in runs if not (d/'metrics.json').exists()]
     # seed-major, costliest first: a stopped replication has whole seeds of every method, and two jobs finish together
-    todo.sort(key=lambda r: (r[1]['seed'], -trainings(r[1])))
-    print(f'{len(runs)} runs ({sum(map(trainings, (p_ for _, p_ in runs)))} trainings of {cfg["n_iter"]} G steps), {len(todo)} to do, into {out}', flush=True)
+    todo.sort(key=lambda r: (r[2]['seed'], -trainings(r[2])))
+    print(f'{len(runs)} runs ({sum(trainings(p_) for _, _, p_ in runs)} trainings of {cfg["n_iter"]} G steps), {len(todo)} to do, into {out}', flush=True)
     t0, times = time.time(), {}
     with ProcessPoolExecutor(max_workers=a.jobs) as ex:
-        futs = [ex.submit(run_one, str(out), n, prm) for n, prm in todo]
+        futs = [ex.submit(run_one, str(d), n, prm) for n, d, prm in todo]
         for f in as_completed(futs):
             name, secs, err = f.result(); times[name] = secs
             print(f'{name:28s} {secs:7.1f} s  {"FAILED " + err if err else "ok"}', flush=True)
@@ -149,13 +156,13 @@ def main(argv=None):
     tab = summarise(out)
     print((out/'table.md').read_text()); print((out/'claims.md').read_text())
     if times:
-        steps = {n: trainings(prm) * cfg['n_iter'] for n, prm in todo}
+        steps = {n: trainings(prm) * cfg['n_iter'] for n, _, prm in todo}
         df = pd.read_csv(out/'runs.csv').set_index('run')
         done = [n for n in times if n in df.index]
         s_per_step = sum(df.loc[n, 'metrics.train_time_s'] for n in done) / sum(steps[n] for n in done)
         ev = sum(df.loc[n, 'metrics.seconds'] for n in done) / len(done)  # the evaluator's time per run
         other = sum(times[n] - df.loc[n, 'metrics.train_time_s'] - df.loc[n, 'metrics.seconds'] for n in done) / len(done)
-        full_cfg = dict(FULL, n_iter=cfg['n_iter']); full = grid(full_cfg); full_steps = sum(trainings(prm) for _, prm in full) * cfg['n_iter']
+        full_cfg = dict(FULL, n_iter=cfg['n_iter']); full = grid(full_cfg, out); full_steps = sum(trainings(prm) for _, _, prm in full) * cfg['n_iter']
         est = (full_steps * s_per_step + len(full) * (other + ev * FULL['eval_n'] / cfg['eval_n'])) / a.jobs
         msg = (f'{len(times)} runs in {wall:.0f} s wall ({a.jobs} job(s)); {1e3 * s_per_step:.1f} ms per G step; per run '
                f'{ev:.1f} s evaluating {cfg["eval_n"]} samples and {other:.1f} s starting the notebook, loading data and writing.\n'

@@ -145,9 +145,10 @@ def _u8_to_images(n:int, get_chunk, c:int, size:int, chunk:int=2048) -> torch.Te
         out[i:i + len(u8)] = _resize(torch.from_numpy(u8).float().div_(127.5).sub_(1), size)
     return out
 
-# %% ../nbs/01_data.ipynb #8c58f44d
+# %% ../nbs/01_data.ipynb #d87ee1c7
 _NUMPY_GLOBALS = {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'), ('numpy', 'ndarray'),
-                  ('numpy', 'dtype'), ('numpy.core.numeric', '_frombuffer'), ('numpy._core.numeric', '_frombuffer')}
+                  ('numpy', 'dtype'), ('numpy.core.numeric', '_frombuffer'), ('numpy._core.numeric', '_frombuffer'),
+                  ('_codecs', 'encode')}  # how Python 3 writes bytes in a protocol-2 pickle: a pure function of its arguments
 
 class SafeUnpickler(pickle.Unpickler):
     "An unpickler that builds containers, bytes, strings, numbers and NumPy arrays, and refuses every other type or function."

@@ -179,7 +179,7 @@ def evaluate_generator(self:Evaluator, G:nn.Module, # The generator (use the EMA
     "The metrics of `n` samples of `G` (fixed seed) against the reference."
     return self.evaluate_images(sample_generator(G, self.check_n(n or self.n_samples), self.seed if seed is None else seed, self.bs))
 
-# %% ../nbs/12_evaluate.ipynb #6bef1504
+# %% ../nbs/12_evaluate.ipynb #2a295593
 _META = ('n_samples', 'extractor', 'reference', 'reference_split', 'reference_n', 'seconds', 'kid_subset_size')
 
 class EvalCallback(Callback):
@@ -206,18 +206,24 @@ class EvalCallback(Callback):
 
     def _evaluate(self, n:int):
         with preserve_state(): m = self.evaluator.evaluate_images(self.learn.sample(n, self.seed))
-        self.learn.record(**{k: v for k, v in m.items() if k not in _META})
         self.results.append(dict(iter=self.learn.g_iter) | m)
-        self.learn.final_metrics = m | dict(iter=self.learn.g_iter)
+        self._publish(m)
         return m
+
+    def _publish(self, m:dict):
+        "Put an evaluation into history.csv's current row and into `learn.final_metrics`."
+        self.learn.record(**{k: v for k, v in m.items() if k not in _META + ('iter',)})
+        self.learn.final_metrics = m | dict(iter=self.learn.g_iter)
 
     def after_batch(self):
         "Evaluate every `every` G steps, except at the last step, which `after_fit` evaluates with `final_n_samples`."
         if self.learn.every(self.every) and self.learn.g_step < self.learn.target_iter: self._evaluate(self.n_samples)
 
     def after_fit(self):
-        if not self.results or self.results[-1]['iter'] != self.learn.g_iter or self.results[-1]['n_samples'] != self.final_n_samples:
-            self._evaluate(self.final_n_samples)
+        "The final evaluation, unless the run resumed from a checkpoint written after it (then its numbers are published again)."
+        last = self.results[-1] if self.results else {}
+        if last.get('iter') == self.learn.g_iter and last.get('n_samples') == self.final_n_samples: self._publish(last)
+        else: self._evaluate(self.final_n_samples)
 
     def state_dict(self): return dict(results=self.results)
     def load_state_dict(self, sd): self.results = list(sd['results'])

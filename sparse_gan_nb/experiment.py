@@ -21,7 +21,7 @@ __all__ = ['RUN_MARKER', 'LOCK_FILE', 'METRICS_FILE', 'RESUME_MODES', 'PARENT_GO
            'PARENT_ENV', 'folder_state', 'read_marker', 'RunLockedError', 'RunLock', 'die_with_parent', 'RunFolder',
            'prepare_run_dir', 'run_info', 'write_metrics', 'read_parameters', 'notebook_params', 'convert_param',
            'ParamSpec', 'count', 'positive_number', 'fraction', 'choice', 'when', 'seed', 'anything', 'check_params',
-           'check_resume', 'find_experiment', 'run_notebook', 'Experiment', 'collect_runs', 'run_states',
+           'check_resume', 'find_experiment', 'run_notebook', 'run_dir_in', 'Experiment', 'collect_runs', 'run_states',
            'markdown_table']
 
 # %% ../nbs/13_experiment.ipynb #40135aaa
@@ -103,7 +103,7 @@ def die_with_parent(parent:int, # The process id this process must not outlive
         os._exit(PARENT_GONE_EXIT)
     threading.Thread(target=watch, name='sgn-parent-watch', daemon=True).start()
 
-# %% ../nbs/13_experiment.ipynb #68a580fd
+# %% ../nbs/13_experiment.ipynb #ac889629
 @dataclass
 class RunFolder:
     "A prepared run folder: where, whether the run continues from its checkpoint, and the run it replaces (if any)."
@@ -143,7 +143,7 @@ def prepare_run_dir(out_dir:str|Path|None, # The run folder; None or '' makes a 
         raise FileExistsError(f"out_dir {str(d)!r} is {'a file' if d.exists() and not d.is_dir() else 'not empty and not a run folder'} "
                               f"(it has no {RUN_MARKER}): a run writes only into a new folder, an empty one, or a run folder of this library, "
                               "so that it never replaces your files; give another folder")
-    if not locked and state != 'empty' and RunLock(d).holder(): RunLock(d).acquire().release()  # refuses a folder a live process holds
+    if not locked and d.is_dir() and RunLock(d).holder(): RunLock(d).acquire().release()  # refuses a folder a live process holds
     replaced, note = None, ''
     if overwrite and state != 'empty':
         replaced = d.parent/f'.{d.name}.replaced-{os.getpid()}-{int(time.time())}'
@@ -255,7 +255,7 @@ def convert_param(name:str, # The parameter's name
         except ValueError: pass
     raise TypeError(f'parameter {name} must be of type {typ}, got {value!r} ({type(value).__name__})')
 
-# %% ../nbs/13_experiment.ipynb #c5ef63ee
+# %% ../nbs/13_experiment.ipynb #e254c70e
 @dataclass
 class ParamSpec:
     "What a parameter accepts: a check `(name, value) -> value` that raises a `ValueError` naming it, and a value it refuses."
@@ -294,7 +294,8 @@ def _check_folder(n, v):
 
 def _check_checkpoints(n, v):
     for p in (s.strip() for s in v.split(',')):
-        cfg = checkpoint_config(Path(p).expanduser())  # a clear error for a missing, foreign, old or corrupt file
+        try: cfg = checkpoint_config(Path(p).expanduser())  # a clear error for a missing, foreign, old or corrupt file
+        except (OSError, ValueError) as e: raise type(e)(f'{n}: {e}') from None
         if not isinstance(cfg.get('model'), dict): raise ValueError(f"{n}: checkpoint {p!r} names no model (config['model']), so it cannot be rebuilt")
     return v
 
@@ -360,7 +361,7 @@ def check_params(declared:dict, # From `notebook_params`
     _cross_checks(full)
     return out
 
-# %% ../nbs/13_experiment.ipynb #6cbf6e96
+# %% ../nbs/13_experiment.ipynb #6190a028
 RESUME_MAY_CHANGE = ('n_iter', 'device', 'resume', 'out_dir', 'log_every', 'sample_every', 'ckpt_every', 'eval_every', 'eval_n', 'eval_metrics')
 
 def check_resume(params:dict, # The parameters of the run about to resume
@@ -369,7 +370,7 @@ def check_resume(params:dict, # The parameters of the run about to resume
                  may_change=RESUME_MAY_CHANGE, # Parameters that may differ
                 ) -> dict:
     "Refuse a parameter that differs from `before` (naming it) unless it may change; return `{name: [before, now]}` of those that changed."
-    changed = {k: [before[k], v] for k, v in params.items() if k in before and before[k] != v}
+    changed = {k: [before[k], v] for k, v in params.items() if k in before and before[k] != v and k not in ('resume', 'out_dir')}
     bad = [k for k in changed if k not in may_change]
     if bad:
         k = bad[0]
@@ -378,7 +379,7 @@ def check_resume(params:dict, # The parameters of the run about to resume
                          'start again with --overwrite')
     return changed
 
-# %% ../nbs/13_experiment.ipynb #795ff9ec
+# %% ../nbs/13_experiment.ipynb #b6b495c6
 def find_experiment(name:str|Path, # A notebook path, or the name of a notebook in `nbs/experiments/`
                    ) -> Path:
     "Find an experiment notebook by path or by name."
@@ -392,9 +393,15 @@ PARENT_ENV = 'SGN_PARENT_PID'  # set for the kernel: the process it must not out
 
 def _kernel_manager():
     "A kernel manager talking to the kernel over local sockets (IPC), not TCP: nothing listens on the network, and ipykernel has nothing to warn about."
+    import uuid
     from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.paths import jupyter_runtime_dir
     class IPCKernelManager(AsyncKernelManager):
-        def __init__(self, **kw): super().__init__(**kw); self.transport = 'ipc'
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            Path(jupyter_runtime_dir()).mkdir(parents=True, exist_ok=True)
+            # each kernel its own socket names: jupyter_client's default ('kernel-ipc' in the working folder) is shared by kernels started together
+            self.transport, self.ip = 'ipc', str(Path(jupyter_runtime_dir())/f'sgn-{uuid.uuid4().hex[:12]}')
     return IPCKernelManager
 
 @contextlib.contextmanager
@@ -440,6 +447,21 @@ def run_notebook(nb:str|Path, # An experiment notebook (path or name)
     mf = folder.path/METRICS_FILE
     if not mf.exists(): raise RuntimeError(f'the notebook {nb.name} finished but wrote no {METRICS_FILE} in {str(folder.path)!r}: it is not a finished run')
     return json.loads(mf.read_text())
+
+# %% ../nbs/13_experiment.ipynb #904f22ba
+def run_dir_in(root:str|Path, # The grid's output folder
+               pattern:str, # A folder name pattern, e.g. '{method}/dG{d_G}/seed{seed}'
+               **values, # The run's values for the pattern
+              ) -> Path:
+    "The run folder `root/pattern.format(**values)`, refusing any name that would lead outside `root`."
+    try: rel = pattern.format(**values)
+    except (KeyError, IndexError) as e: raise ValueError(f'run folder pattern {pattern!r} names {e}, which the run does not have') from None
+    p = Path(rel)
+    if not rel or p.is_absolute() or '..' in p.parts:
+        raise ValueError(f'run folder pattern {pattern!r} gives {rel!r}, which is not a relative path inside the output folder {str(root)!r}')
+    d, top = (Path(root)/p).resolve(), Path(root).resolve()
+    if top not in d.parents: raise ValueError(f'run folder {rel!r} leads outside the output folder {str(root)!r}')
+    return Path(root)/p
 
 # %% ../nbs/13_experiment.ipynb #f9165d12
 class Experiment:

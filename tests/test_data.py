@@ -166,6 +166,19 @@ def test_image_folder_pixels_and_crop(tmp_path):
 
 # ---------------------------------------------------------------- built-in data
 
+def test_image_folder_16_bit_exif_and_float(tmp_path):
+    "16-bit greyscale keeps its levels (PIL's own conversion clips it to white), EXIF rotation is applied, float images are refused."
+    (tmp_path/'f').mkdir()
+    for name, v in (('a.png', 1000), ('b.png', 30000), ('c.tif', 65535)): Image.fromarray(np.full((8, 8), v, np.uint16)).save(tmp_path/'f'/name)
+    x, _ = load_image_folder(tmp_path/'f', size=8)
+    assert torch.allclose(x.mean((1, 2, 3)), torch.tensor([1000, 30000, 65535]) / 65535 * 2 - 1, atol=1e-2)
+    im = Image.new('RGB', (8, 4)); im.paste((0, 255, 0), (0, 0, 4, 4))  # green on the left
+    ex = im.getexif(); ex[0x0112] = 6; im.save(tmp_path/'f'/'d.jpg', exif=ex, quality=100)  # 6: turn 90° clockwise to view
+    x, _ = load_image_folder(tmp_path/'f', size=4)
+    assert x[3, 1, :2].mean() > .5 and x[3, 1, 2:].mean() < -.5  # upright, the green half is on top
+    Image.fromarray(np.full((4, 4), .5, np.float32)).save(tmp_path/'f'/'e.tif')
+    with pytest.raises(ValueError, match=r"e.tif' \(ValueError: its pixels are floats of unknown range"): load_image_folder(tmp_path/'f')
+
 def test_digits_and_stacked():
     x, y = load_digits_images(32)
     check_images(x, 1797, 1, 32); assert x.min() == -1 and x.max() == 1

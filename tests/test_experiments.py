@@ -1,14 +1,15 @@
 "End-to-end runs of the experiment notebooks through papermill and the `sgn` command, good input and bad."
-import json, os, subprocess, sys
+import json, os, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
 import papermill as pm
-from sparse_gan_nb.experiment import run_notebook, collect_runs
-from sparse_gan_nb.learner import read_checkpoint
+from sparse_gan_nb.core import read_checkpoint, CKPT_NAME
+from sparse_gan_nb.experiment import run_notebook, collect_runs, notebook_params, find_experiment, check_params, PARAMS, RUN_MARKER
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT/'nbs'/'experiments'/'dense_baseline.ipynb'
 TINY = dict(n_iter=12, bs=32, log_every=4, sample_every=6, ckpt_every=6, width=0.5, d_width=0.5)
+NOTEBOOKS = ('dense_baseline', 'stu_gan', 'dgl_gan')
 
 def sgn(*args, cwd=ROOT):
     "Run the installed `sgn` command in a subprocess, as a user would."
@@ -29,13 +30,15 @@ def finished(tmp_path_factory):
 def test_run_folder_is_complete(finished):
     out, r = finished
     names = {p.name for p in out.iterdir()}
-    assert {'dense_baseline.ipynb', 'history.csv', 'samples', 'checkpoint.pth', 'metrics.json'} <= names
+    assert {'dense_baseline.ipynb', 'history.csv', 'samples', CKPT_NAME, 'metrics.json', RUN_MARKER} <= names
     assert {p.name for p in (out/'samples').iterdir()} == {'iter_000006.png', 'iter_000012.png', 'last.png'}
     m = json.loads((out/'metrics.json').read_text())
     assert m['metrics']['iterations'] == 12 and m['params']['n_iter'] == 12 and m['params']['width'] == 0.5
+    assert (m['notebook'], m['role']) == ('dense_baseline', 'baseline')
     assert len((out/'history.csv').read_text().splitlines()) == 1 + 3
-    assert read_checkpoint(out/'checkpoint.pth')['g_iter'] == 12
-    assert '"iterations": 12' in r.stdout
+    assert read_checkpoint(out/CKPT_NAME)['step_iters']['G'] == 12
+    assert 'iterations 12' in r.stdout and 'samples:' in r.stdout and 'Traceback' not in r.stdout + r.stderr
+    assert 'WARNING' not in r.stderr  # no kernel or papermill noise on the terminal
 
 def test_finished_run_is_not_overwritten(finished):
     out, _ = finished
@@ -47,7 +50,8 @@ def test_collect(finished, tmp_path):
     r = sgn('collect', out.parent)
     assert r.returncode == 0, r.stderr
     assert (out.parent/'runs.csv').exists() and '| run |' in (out.parent/'runs.md').read_text()
-    assert collect_runs(out.parent)['metrics.iterations'].tolist() == [12]
+    df, bad = collect_runs(out.parent)
+    assert df['metrics.iterations'].tolist() == [12] and df['role'].tolist() == ['baseline'] and bad == []
 
 def test_relative_paths_are_the_callers(tmp_path):
     "A relative data path means what it means in the shell that ran `sgn`, not in the run folder."
@@ -55,64 +59,91 @@ def test_relative_paths_are_the_callers(tmp_path):
     import numpy as np
     for i in range(8): (tmp_path/'imgs'/'a').mkdir(parents=True, exist_ok=True); Image.fromarray(np.full((8, 8, 3), 30*i, np.uint8)).save(tmp_path/'imgs'/'a'/f'{i}.png')
     r = sgn('run', 'dense_baseline', 'runs/rel', *flags(dict(TINY, n_iter=2, log_every=1, sample_every=2, ckpt_every=2, dataset='folder',
-                                                           data_path='imgs', img_size=16, bs=4, eval_n=0)), cwd=tmp_path)
+                                                           data_path='imgs', img_size=16, bs=4, eval_n='none')), cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path/'runs'/'rel'/'metrics.json').read_text())['params']['data_path'] == 'imgs'
 
-def test_params_lists_types():
+def test_params_lists_types_and_what_each_accepts():
     r = sgn('params', 'dense_baseline')
     assert r.returncode == 0 and 'n_iter: int = 300' in r.stdout and 'lr_g: float' in r.stdout
+    assert "data_path: str | None = None" in r.stdout and '[one of auto, must, never]' in r.stdout
 
 @pytest.mark.parametrize('args,msg', [
     (('-p', 'n_iters', '5'), "unknown parameter 'n_iters'"),
     (('-p', 'n_iter', 'abc'), 'parameter n_iter must be of type int'),
     (('-p', 'lr_g', 'fast'), 'parameter lr_g must be of type float'),
     (('-p', 'conditional', 'maybe'), 'parameter conditional must be of type bool'),
+    (('-p', 'dataset', 'cifar11'), "unknown dataset='cifar11'; choose one of 'digits'"),
+    (('-p', 'model', 'transformer'), "unknown model='transformer'; choose one of 'dcgan', 'sngan', 'biggan', 'mlp'"),
+    (('-p', 'seed', str(2**64)), 'seed must be a whole number in [0, 4294967295]'),
+    (('-p', 'eval_metrics', 'fid,modes'), "eval_metrics asks for 'modes', which is defined for stacked_digits, ring8, grid25, not for dataset='digits'"),
 ])
-def test_bad_names_and_types_fail_before_running(tmp_path, args, msg):
+def test_bad_names_types_and_values_fail_before_running(tmp_path, args, msg):
     r = sgn('run', 'dense_baseline', tmp_path/'run', *args)
     assert r.returncode == 2 and msg in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1  # one line, no traceback
     assert not (tmp_path/'run').exists()  # nothing ran, nothing was created
+
+def test_every_parameter_of_every_experiment_is_checked():
+    "Each notebook's defaults pass, and for every parameter a value it should refuse is refused, naming the parameter."
+    for nb in NOTEBOOKS:
+        declared = notebook_params(find_experiment(nb))
+        check_params(declared, {})  # the defaults are valid
+        for name, d in declared.items():
+            assert name in PARAMS, f'{nb}: parameter {name} has no entry in experiment.PARAMS'
+            bad = 'maybe' if d['type'] == 'bool' else PARAMS[name].bad
+            if bad is None: continue  # free text (out_dir)
+            with pytest.raises((ValueError, TypeError, FileNotFoundError)) as e: check_params(declared, {name: bad})
+            assert name in str(e.value), (nb, name, str(e.value))
+
+def test_bad_values_fail_in_sgn_in_seconds(tmp_path):
+    t0 = time.time()
+    r = sgn('run', 'stu_gan', tmp_path/'run', '-p', 'delta_t', '0')
+    took = time.time() - t0
+    assert r.returncode == 2 and 'delta_t must be a whole number > 0' in r.stderr
+    r2 = sgn('run', 'stu_gan', tmp_path/'run', '-p', 'growth', 'momentum')
+    assert "unknown growth='momentum'; choose one of 'gradient', 'random'" in r2.stderr
+    assert took < 3, f'sgn took {took:.1f} s to refuse a bad value'
 
 @pytest.mark.parametrize('params,msg', [
     (dict(n_iter=0), 'n_iter must be a whole number > 0'),
     (dict(bs=-4), 'bs must be a whole number > 0'),
-    (dict(model='transformer'), "unknown name='transformer'"),
+    (dict(model='transformer'), "unknown model='transformer'"),
     (dict(loss='wgan'), "unknown loss='wgan'"),
     (dict(dataset='mnist'), "'mnist'"),
     (dict(dataset='cifar10', data_path='/no/such/folder'), '/no/such/folder'),
-    (dict(n_iter='abc'), 'n_iter must be a whole number'),        # a wrong type passed straight to papermill
+    (dict(n_iter='abc'), 'parameter n_iter must be of type int'),        # a wrong type passed straight to papermill
     (dict(width=0.001), 'width'),
 ])
 def test_bad_values_leave_no_finished_run(tmp_path, params, msg):
-    "Values that papermill passes straight in are checked by the notebook itself, before training."
-    out = tmp_path/'run'; out.mkdir()
+    "Values that papermill passes straight in are checked by the notebook itself, with the same checks, before training."
+    out = tmp_path/'run'
     with pytest.raises(pm.PapermillExecutionError) as e:
-        pm.execute_notebook(str(NB), str(out/'nb.ipynb'), parameters=dict(params, out_dir=str(out)), cwd=str(out),
+        pm.execute_notebook(str(NB), str(tmp_path/'nb.ipynb'), parameters=dict(params, out_dir=str(out)), cwd=str(tmp_path),
                             progress_bar=False, kernel_name='python3')
     assert msg in str(e.value), str(e.value)[-2000:]
-    assert not (out/'metrics.json').exists() and not (out/'checkpoint.pth').exists()
+    assert not (out/'metrics.json').exists() and not (out/CKPT_NAME).exists()
 
 def test_resume_through_the_notebook_is_exact(tmp_path):
-    "A run stopped at 6 steps and resumed to 12 ends with the same weights as a run of 12 steps."
+    "A run stopped at 6 steps and continued to 12 ends with the same weights and numbers as a run of 12 steps."
     full = run_notebook(NB, tmp_path/'full', TINY)
     run_notebook(NB, tmp_path/'part', dict(TINY, n_iter=6))
-    resumed = run_notebook(NB, tmp_path/'part', dict(TINY, resume=True), overwrite=True)
-    a, b = read_checkpoint(tmp_path/'full'/'checkpoint.pth'), read_checkpoint(tmp_path/'part'/'checkpoint.pth')
-    assert a['g_iter'] == b['g_iter'] == 12
+    resumed = run_notebook(NB, tmp_path/'part', dict(TINY, resume='must'))  # extends the finished 6-step run
+    a, b = read_checkpoint(tmp_path/'full'/CKPT_NAME), read_checkpoint(tmp_path/'part'/CKPT_NAME)
+    assert a['step_iters'] == b['step_iters'] == dict(D=12, G=12)
     for net in ('G', 'D', 'G_ema'):
         for k in a[net]: assert torch.equal(a[net][k], b[net][k]), (net, k)
-    assert full['metrics']['loss_d'] == resumed['metrics']['loss_d']
+    assert full['metrics']['loss_d'] == resumed['metrics']['loss_d'] and full['metrics']['fid'] == resumed['metrics']['fid']
+    assert (resumed['metrics']['resumes'], resumed['metrics']['resume_changes']) == (1, [dict(n_iter=[6, 12])])
 
 def test_corrupt_checkpoint_on_resume(tmp_path):
-    out = tmp_path/'run'; out.mkdir(); (out/'checkpoint.pth').write_bytes(b'\x00garbage')
-    with pytest.raises(pm.PapermillExecutionError) as e:
-        pm.execute_notebook(str(NB), str(out/'nb.ipynb'), parameters=dict(TINY, resume=True, out_dir=str(out)), cwd=str(out),
-                            progress_bar=False, kernel_name='python3')
-    assert 'is corrupt or not a torch file' in str(e.value)
+    from sparse_gan_nb.experiment import prepare_run_dir
+    out = prepare_run_dir(tmp_path/'run', 'dense_baseline').path; (out/CKPT_NAME).write_bytes(b'\x00garbage')
+    r = sgn('run', 'dense_baseline', out, *flags(TINY))
+    assert r.returncode == 2 and 'is corrupt' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (out/'metrics.json').exists()
 
 def test_failed_notebook_reports_the_cell(tmp_path):
-    r = sgn('run', 'dense_baseline', tmp_path/'run', '-p', 'model', 'transformer')
-    assert r.returncode == 1 and 'the notebook failed in cell' in r.stderr and "unknown name='transformer'" in r.stderr
+    r = sgn('run', 'dense_baseline', tmp_path/'run', '-p', 'width', '0.001')
+    assert r.returncode == 1 and 'the notebook failed in cell' in r.stderr and 'width=0.001 gives' in r.stderr
     assert not (tmp_path/'run'/'metrics.json').exists()

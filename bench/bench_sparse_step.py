@@ -2,6 +2,7 @@
 
     OMP_NUM_THREADS=1 python bench/bench_sparse_step.py                # DCGAN, 16 px digits, width 1
     OMP_NUM_THREADS=1 python bench/bench_sparse_step.py --width 0.5 --steps 50 --repeats 7
+    OMP_NUM_THREADS=1 python bench/bench_sparse_step.py --out bench/results/sparse_step/dcgan_w1.json   # also save the numbers
 
 Both learners run in this one process, in alternating blocks of `--steps` generator steps, timed with the process's
 CPU time (`time.process_time`, one thread), so other processes on a shared machine do not count; the ratio is the
@@ -10,7 +11,8 @@ the topology updates (whose time the mask callback measures), and the update cos
 amortised over ΔT. `--clock wall` times wall-clock instead. A third learner adds `SparseStatsCallback` (FLOPs
 bookkeeping and a balance-ratio measurement every 10 steps) to show what the reporting costs.
 """
-import argparse, statistics, time
+import argparse, json, platform, statistics, sys, time
+from pathlib import Path
 import torch
 from sparse_gan_nb.core import set_seed
 from sparse_gan_nb.data import gan_dls
@@ -46,6 +48,7 @@ def main(argv=None):
     p.add_argument('--repeats', type=int, default=5, help='timed blocks per learner')
     p.add_argument('--warmup', type=int, default=10)
     p.add_argument('--clock', default='cpu', choices=('cpu', 'wall'), help='process CPU time or wall-clock time')
+    p.add_argument('--out', default=None, help='also write the numbers to this JSON file (the sparse-training page reads them)')
     a = p.parse_args(argv)
     a.total = a.warmup + a.steps * a.repeats
     learns = {k: build(k, a) for k in ('dense', 'sparse', 'report')}
@@ -73,6 +76,13 @@ def main(argv=None):
     print(f'sparse + update        ratio {ratio["sparse"] + per_update / a.delta_t / med["dense"]:.3f}')
     print(f'sparse + reporting     {1e3 * med["report"]:8.2f} ms   ratio {ratio["report"]:.3f}  (SparseStatsCallback, BR every 10; updates included)')
     print('per-block ms:', {k: [round(1e3 * t, 1) for t in v] for k, v in times.items()})
+    if a.out:
+        from sparse_gan_nb.core import atomic_write_json
+        atomic_write_json(a.out, dict(command='OMP_NUM_THREADS=1 python bench/bench_sparse_step.py ' + ' '.join(sys.argv[1:] if argv is None else argv),
+                                      args=vars(a), torch=torch.__version__, threads=torch.get_num_threads(), cpu=platform.processor() or platform.machine(),
+                                      dense_ms=1e3 * med['dense'], sparse_ms=1e3 * med['sparse'], report_ms=1e3 * med['report'],
+                                      ratio=ratio['sparse'], ratio_report=ratio['report'], update_ms=1e3 * per_update, updates_timed=n_upd,
+                                      amortised=per_update / a.delta_t / med['dense'], blocks_ms={k: [1e3 * t for t in v] for k, v in times.items()}))
     return med
 
 if __name__ == '__main__': main()

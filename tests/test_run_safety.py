@@ -69,7 +69,9 @@ def test_killed_before_metrics_then_resumed_reports_the_same_numbers(tmp_path, n
     first = run_notebook(nb, tmp_path/'killed', params)['metrics']; (tmp_path/'killed'/'metrics.json').unlink()
     res = run_notebook(nb, tmp_path/'killed', params)['metrics']
     for k in ('iterations', 'loss_d', 'loss_g', 'fid', 'precision'): assert res[k] == full[k], (k, res[k], full[k])
-    assert res['resumes'] == 1 and res['train_time_s'] >= first['train_time_s']  # the time counts both sessions
+    # the time counts both sessions (the second only finishes the run, a few milliseconds; the first's time is the
+    # checkpoint's, saved just before that session's end)
+    assert res['resumes'] == 1 and res['train_time_s'] >= .9 * first['train_time_s']
 
 def test_overwrite_and_resume_together(tmp_path):
     run_notebook('dense_baseline', tmp_path/'r', TINY)

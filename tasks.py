@@ -56,8 +56,7 @@ def check_unchanged(*cmd):
 def demo():
     install()
     sh(BIN/'sgn', 'run', 'stu_gan', 'runs/demo', '--overwrite', '-p', 'n_iter', '1500', '-p', 'sample_every', '500',
-       '-p', 'ckpt_every', '500', '-p', 'log_every', '50', '-p', 'eval_n', '2000')
-    print(f"samples: {ROOT/'runs/demo/samples/last.png'}")
+       '-p', 'ckpt_every', '500', '-p', 'log_every', '50', '-p', 'eval_n', '2000')  # ends with its numbers and where the samples are
 
 def test():
     install()

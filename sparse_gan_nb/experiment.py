@@ -20,9 +20,8 @@ __all__ = ['RUN_MARKER', 'LOCK_FILE', 'METRICS_FILE', 'RESUME_MODES', 'PARENT_GO
            'MIXTURE_DATASETS', 'MODEL_NAMES', 'LOSSES', 'METRIC_NAMES', 'MODE_DATASETS', 'PARAMS', 'RESUME_MAY_CHANGE',
            'PARENT_ENV', 'folder_state', 'read_marker', 'RunLockedError', 'RunLock', 'die_with_parent', 'RunFolder',
            'prepare_run_dir', 'run_info', 'write_metrics', 'read_parameters', 'notebook_params', 'convert_param',
-           'ParamSpec', 'count', 'positive_number', 'fraction', 'choice', 'when', 'seed', 'anything', 'check_params',
-           'check_resume', 'find_experiment', 'run_notebook', 'run_dir_in', 'Experiment', 'collect_runs', 'run_states',
-           'markdown_table']
+           'ParamSpec', 'check_params', 'check_resume', 'find_experiment', 'run_notebook', 'run_dir_in', 'Experiment',
+           'collect_runs', 'run_states', 'markdown_table']
 
 # %% ../nbs/13_experiment.ipynb #40135aaa
 RUN_MARKER, LOCK_FILE, METRICS_FILE = '.sgn-run', '.sgn-lock', 'metrics.json'
@@ -255,7 +254,7 @@ def convert_param(name:str, # The parameter's name
         except ValueError: pass
     raise TypeError(f'parameter {name} must be of type {typ}, got {value!r} ({type(value).__name__})')
 
-# %% ../nbs/13_experiment.ipynb #e254c70e
+# %% ../nbs/13_experiment.ipynb #c81245b2
 @dataclass
 class ParamSpec:
     "What a parameter accepts: a check `(name, value) -> value` that raises a `ValueError` naming it, and a value it refuses."
@@ -264,13 +263,13 @@ class ParamSpec:
     allowed:str='' # In words, for `sgn params`
 
 def _spec(check, bad, allowed): return ParamSpec(lambda n, v: v if v is None else check(n, v), bad, allowed)
-def count(zero_ok:bool=False): return _spec(lambda n, v: check_positive(n, v, zero_ok=zero_ok), -1, 'a whole number ' + ('>= 0' if zero_ok else '> 0'))
-def positive_number(): return _spec(lambda n, v: check_positive(n, v, integer=False), -1., 'a number > 0')
-def fraction(low_open:bool=True): return _spec(lambda n, v: check_fraction(n, v, low_open), 1.5, 'a number in (0, 1]' if low_open else 'a number in [0, 1]')
-def choice(*options): return _spec(lambda n, v: check_choice(n, v, options), 'nonsense', 'one of ' + ', '.join(options))
-def when(): return _spec(check_when, -1, 'a G-step count (an int) or a fraction of the run (a float in [0, 1])')
-def seed(): return _spec(lambda n, v: check_seed(v, n), 2**64, f'a whole number in [0, {MAX_SEED}]')
-def anything(): return ParamSpec(lambda n, v: v, None, '')
+def _count(zero_ok:bool=False): return _spec(lambda n, v: check_positive(n, v, zero_ok=zero_ok), -1, 'a whole number ' + ('>= 0' if zero_ok else '> 0'))
+def _positive_number(): return _spec(lambda n, v: check_positive(n, v, integer=False), -1., 'a number > 0')
+def _fraction(low_open:bool=True): return _spec(lambda n, v: check_fraction(n, v, low_open), 1.5, 'a number in (0, 1]' if low_open else 'a number in [0, 1]')
+def _choice(*options): return _spec(lambda n, v: check_choice(n, v, options), 'nonsense', 'one of ' + ', '.join(options))
+def _when(): return _spec(check_when, -1, 'a G-step count (an int) or a fraction of the run (a float in [0, 1])')
+def _seed(): return _spec(lambda n, v: check_seed(v, n), 2**64, f'a whole number in [0, {MAX_SEED}]')
+def _anything(): return ParamSpec(lambda n, v: v, None, '')
 
 def _check_beta(n, v):
     if not 0 <= v < 1: raise ValueError(f'{n} must be a number in [0, 1) (an Adam β), got {v!r}')
@@ -299,7 +298,7 @@ def _check_checkpoints(n, v):
         if not isinstance(cfg.get('model'), dict): raise ValueError(f"{n}: checkpoint {p!r} names no model (config['model']), so it cannot be rebuilt")
     return v
 
-# %% ../nbs/13_experiment.ipynb #ca824de4
+# %% ../nbs/13_experiment.ipynb #18bda3a7
 DATASETS = ('digits', 'stacked_digits', 'ring8', 'grid25', 'cifar10', 'stl10', 'folder')  # data.DATA_NAMES
 PATH_DATASETS, MIXTURE_DATASETS = ('cifar10', 'stl10', 'folder'), ('ring8', 'grid25')
 MODEL_NAMES = ('dcgan', 'sngan', 'biggan', 'mlp')  # the built-in families of models.MODEL_FAMILIES
@@ -312,25 +311,25 @@ def _check_metrics(n, v):
     return v
 
 PARAMS = dict(
-    dataset=choice(*DATASETS), data_path=_spec(_check_folder, '/no/such/folder', 'a folder of data on this machine'),
-    img_size=count(), model=choice(*MODEL_NAMES), width=positive_number(), d_width=positive_number(), nz=count(),
-    conditional=anything(), loss=choice(*LOSSES), n_iter=count(), bs=count(), lr_g=positive_number(), lr_d=positive_number(),
-    beta1=_spec(_check_beta, 1., 'a number in [0, 1)'), beta2=_spec(_check_beta, 1., 'a number in [0, 1)'), n_critic=count(),
-    ema=_spec(_check_decay, 1.5, 'a decay in (0, 1), or none'), seed=seed(), device=_spec(_check_device, 'gpu0', 'auto, cpu, cuda, cuda:N or mps'),
-    log_every=count(), sample_every=count(), ckpt_every=count(), eval_every=count(), eval_n=count(),
+    dataset=_choice(*DATASETS), data_path=_spec(_check_folder, '/no/such/folder', 'a folder of data on this machine'),
+    img_size=_count(), model=_choice(*MODEL_NAMES), width=_positive_number(), d_width=_positive_number(), nz=_count(),
+    conditional=_anything(), loss=_choice(*LOSSES), n_iter=_count(), bs=_count(), lr_g=_positive_number(), lr_d=_positive_number(),
+    beta1=_spec(_check_beta, 1., 'a number in [0, 1)'), beta2=_spec(_check_beta, 1., 'a number in [0, 1)'), n_critic=_count(),
+    ema=_spec(_check_decay, 1.5, 'a decay in (0, 1), or none'), seed=_seed(), device=_spec(_check_device, 'gpu0', 'auto, cpu, cuda, cuda:N or mps'),
+    log_every=_count(), sample_every=_count(), ckpt_every=_count(), eval_every=_count(), eval_n=_count(),
     eval_metrics=_spec(_check_metrics, 'fid,sharpness', f"auto, or a comma-separated subset of {','.join(METRIC_NAMES)}"),
-    resume=choice(*RESUME_MODES), out_dir=anything(),
+    resume=_choice(*RESUME_MODES), out_dir=_anything(),
     # sparse training (stu_gan)
-    method=choice('sparse', 'gmp', 'imp', 'dense'), d_G=fraction(), d_D=fraction(), distribution=choice('erk', 'uniform'),
-    init=choice('random', 'snip'), sampling=choice('exact', 'bernoulli'), conv_only=anything(), explore=choice('G', 'D', 'GD', 'none'),
-    growth=choice('gradient', 'random'), d_growth=choice('gradient', 'random'), scope=choice('layer', 'global'), delta_t=count(),
-    p0=fraction(), opt_policy=choice('keep', 'zero_new', 'mask_all'), imp_rounds=count(), br_every=count(),
+    method=_choice('sparse', 'gmp', 'imp', 'dense'), d_G=_fraction(), d_D=_fraction(), distribution=_choice('erk', 'uniform'),
+    init=_choice('random', 'snip'), sampling=_choice('exact', 'bernoulli'), conv_only=_anything(), explore=_choice('G', 'D', 'GD', 'none'),
+    growth=_choice('gradient', 'random'), d_growth=_choice('gradient', 'random'), scope=_choice('layer', 'global'), delta_t=_count(),
+    p0=_fraction(), opt_policy=_choice('keep', 'zero_new', 'mask_all'), imp_rounds=_count(), br_every=_count(),
     # distillation (dgl_gan)
     teacher_ckpt=_spec(_check_checkpoints, '/no/such/teacher.safetensors', 'one or more checkpoints, comma-separated'),
-    teacher_iters=count(), teacher_model=choice(*MODEL_NAMES), width_mult=positive_number(), d_width_mult=positive_number(),
-    lam=_spec(_check_lam, -1., 'a finite number >= 0'), stage1=when(),
-    stage1_ckpt=_spec(_check_checkpoints, '/no/such/stage1.safetensors', 'a checkpoint'), teacher_bn=choice('batch', 'running'),
-    weighted=anything(), init_D=anything(),
+    teacher_iters=_count(), teacher_model=_choice(*MODEL_NAMES), width_mult=_positive_number(), d_width_mult=_positive_number(),
+    lam=_spec(_check_lam, -1., 'a finite number >= 0'), stage1=_when(),
+    stage1_ckpt=_spec(_check_checkpoints, '/no/such/stage1.safetensors', 'a checkpoint'), teacher_bn=_choice('batch', 'running'),
+    weighted=_anything(), init_D=_anything(),
 )
 
 def _cross_checks(p:dict):

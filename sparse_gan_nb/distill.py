@@ -140,7 +140,7 @@ def stage2_start(start:int|float, # Where stage 1 ends: G steps (int) or a fract
                          f'use start < {n_iter} (or a fraction below {n_iter and (n_iter - .5) / n_iter:.3g})')
     return s
 
-# %% ../nbs/07_distill.ipynb #6188bd03
+# %% ../nbs/07_distill.ipynb #77d468a9
 def _fingerprint(m:nn.Module) -> list:
     if any(p.is_meta for p in m.parameters()): return ['meta', sum(p.numel() for p in m.parameters())]
     return [round(sum(p.detach().double().sum().item() for p in m.parameters()), 6), sum(p.numel() for p in m.parameters())]
@@ -203,6 +203,7 @@ class TeacherDiscriminatorLoss(Callback):
         if self._n: v = float(self._sum) / self._n
         else:
             with torch.no_grad(): v = float(self.term(learn.fake.detach(), learn.y_fake))
+        if learn.comm is not None: v = float(learn.comm.mean(torch.tensor(v, dtype=torch.float64)))  # over the global batch
         learn.record(loss_teacher=v, lam_on=self.lam if self.active else 0.)
         if reset: self._sum, self._n = 0., 0
 

@@ -146,7 +146,7 @@ class Evaluator:
 
     def __repr__(self): return f"Evaluator({self.data_name!r}, split={self.split!r}, extractor={self.extractor.name!r}, n_samples={self.n_samples}, metrics={self.metrics})"
 
-# %% ../nbs/12_evaluate.ipynb #2ac594b4
+# %% ../nbs/12_evaluate.ipynb #0fc4de93
 @patch
 def _check_like_ref(self:Evaluator, x:torch.Tensor):
     if len(self.shape) == 1: return self.extractor.check(x)  # points
@@ -163,23 +163,35 @@ def evaluate_images(self:Evaluator, x:torch.Tensor, # Generated images in [-1, 1
     t0 = time.time()
     self.check_n(len(x)); self._check_like_ref(x)
     feats, logits = self.extractor.extract(x, self.bs)
-    out = compute_metrics(feats, logits, self.ref, self.metrics, self.extractor.name, self.data_name,
-                          points=x if len(self.shape) == 1 else None, kid_subsets=self.kid_subsets)
-    return out | dict(n_samples=len(x), extractor=self.extractor.name, reference=self.data_name,
+    return self._score(feats, logits, x if len(self.shape) == 1 else None, t0)
+
+@patch
+def _score(self:Evaluator, feats, logits, points, t0:float) -> dict:
+    "The metrics of extracted features, with what they describe."
+    out = compute_metrics(feats, logits, self.ref, self.metrics, self.extractor.name, self.data_name, points=points, kid_subsets=self.kid_subsets)
+    return out | dict(n_samples=len(feats), extractor=self.extractor.name, reference=self.data_name,
                       reference_split=self.split, reference_n=self.n_ref, seconds=round(time.time() - t0, 3))
 
-# %% ../nbs/12_evaluate.ipynb #109f34f1
+# %% ../nbs/12_evaluate.ipynb #2dd11fdf
 from .learner import sample_generator  # one implementation, shared with `GANLearner.sample`
 
 @patch
 def evaluate_generator(self:Evaluator, G:nn.Module, # The generator (use the EMA copy when there is one)
                        n:int|None=None, # Samples; None for the Evaluator's `n_samples`
                        seed:int|None=None, # Noise seed; None for the Evaluator's `seed`
+                       comm=None, # On several processes, the learner's `comm`: each process makes and extracts its share
                       ) -> dict:
     "The metrics of `n` samples of `G` (fixed seed) against the reference."
-    return self.evaluate_images(sample_generator(G, self.check_n(n or self.n_samples), self.seed if seed is None else seed, self.bs))
+    n, seed = self.check_n(n or self.n_samples), self.seed if seed is None else seed
+    if comm is None or comm.world == 1: return self.evaluate_images(sample_generator(G, n, seed, self.bs))
+    t0 = time.time()
+    comm.broadcast_(list(G.buffers()))  # process 0's BatchNorm statistics: one generator everywhere
+    x = self._check_like_ref(sample_generator(G, n, seed, self.bs, part=(comm.rank, comm.world)))
+    feats, logits = self.extractor.extract(x, self.bs)
+    gather = lambda t: None if t is None else comm.gather_rows(t, n)
+    return self._score(gather(feats), gather(logits), gather(x) if len(self.shape) == 1 else None, t0)
 
-# %% ../nbs/12_evaluate.ipynb #2a295593
+# %% ../nbs/12_evaluate.ipynb #88787e4b
 _META = ('n_samples', 'extractor', 'reference', 'reference_split', 'reference_n', 'seconds', 'kid_subset_size')
 
 class EvalCallback(Callback):
@@ -205,7 +217,8 @@ class EvalCallback(Callback):
         self.evaluator.check_n(self.n_samples); self.evaluator.check_n(self.final_n_samples)
 
     def _evaluate(self, n:int):
-        with preserve_state(): m = self.evaluator.evaluate_images(self.learn.sample(n, self.seed))
+        L = self.learn
+        with preserve_state(): m = self.evaluator.evaluate_generator(L.G if L.G_ema is None else L.G_ema, n, self.seed, comm=L.comm)
         self.results.append(dict(iter=self.learn.g_iter) | m)
         self._publish(m)
         return m

@@ -16,20 +16,22 @@ from . import __version__
 from .core import *
 
 # %% auto #0
-__all__ = ['RUN_MARKER', 'LOCK_FILE', 'METRICS_FILE', 'RESUME_MODES', 'PARENT_GONE_EXIT', 'DATASETS', 'PATH_DATASETS',
-           'MIXTURE_DATASETS', 'MODEL_NAMES', 'LOSSES', 'METRIC_NAMES', 'MODE_DATASETS', 'PARAMS', 'RESUME_MAY_CHANGE',
-           'PARENT_ENV', 'folder_state', 'read_marker', 'RunLockedError', 'RunLock', 'die_with_parent', 'RunFolder',
-           'prepare_run_dir', 'run_info', 'write_metrics', 'read_parameters', 'notebook_params', 'convert_param',
-           'ParamSpec', 'check_params', 'check_resume', 'find_experiment', 'run_notebook', 'run_dir_in', 'Experiment',
-           'collect_runs', 'run_states', 'markdown_table']
+__all__ = ['RUN_MARKER', 'LOCK_FILE', 'METRICS_FILE', 'CLAIM_FILE', 'RANKS_DIR', 'RESUME_MODES', 'PARENT_GONE_EXIT', 'DATASETS',
+           'PATH_DATASETS', 'MIXTURE_DATASETS', 'MODEL_NAMES', 'LOSSES', 'METRIC_NAMES', 'MODE_DATASETS', 'PARAMS',
+           'RESUME_MAY_CHANGE', 'PARENT_ENV', 'folder_state', 'read_marker', 'RunLockedError', 'RunLock',
+           'die_with_parent', 'RunFolder', 'prepare_run_dir', 'run_info', 'write_metrics', 'read_parameters',
+           'notebook_params', 'convert_param', 'ParamSpec', 'check_params', 'check_resume', 'find_experiment',
+           'run_notebook', 'run_dir_in', 'Experiment', 'collect_runs', 'run_states', 'markdown_table']
 
-# %% ../nbs/13_experiment.ipynb #40135aaa
+# %% ../nbs/13_experiment.ipynb #6ec5de19
 RUN_MARKER, LOCK_FILE, METRICS_FILE = '.sgn-run', '.sgn-lock', 'metrics.json'
+CLAIM_FILE, RANKS_DIR = '.sgn-claim', '.ranks'  # a grid worker's claim on a run; the executed notebooks of processes 1, 2, ...
 RESUME_MODES = ('auto', 'must', 'never')
+_BOOKKEEPING = (RUN_MARKER, LOCK_FILE, CLAIM_FILE, RANKS_DIR)
 
 def _leftovers(d:Path) -> list:
-    "What a run folder holds besides its marker, its lock, executed notebooks (which a new run rewrites) and runs of its own (a teacher's)."
-    return [p for p in d.iterdir() if p.name not in (RUN_MARKER, LOCK_FILE) and p.suffix != '.ipynb' and not (p/RUN_MARKER).exists()]
+    "What a run folder holds besides its marker, its locks, executed notebooks (which a new run rewrites) and runs of its own (a teacher's)."
+    return [p for p in d.iterdir() if p.name not in _BOOKKEEPING and p.suffix != '.ipynb' and not (p/RUN_MARKER).exists()]
 
 def folder_state(d:str|Path, # A folder (it may not exist)
                 ) -> str:
@@ -37,7 +39,7 @@ def folder_state(d:str|Path, # A folder (it may not exist)
     d = Path(d)
     if not d.exists(): return 'empty'
     if not d.is_dir(): return 'foreign'
-    if not (d/RUN_MARKER).is_file(): return 'foreign' if any(p.name != LOCK_FILE for p in d.iterdir()) else 'empty'
+    if not (d/RUN_MARKER).is_file(): return 'foreign' if any(p.name not in (LOCK_FILE, CLAIM_FILE) for p in d.iterdir()) else 'empty'
     if (d/METRICS_FILE).exists(): return 'finished'
     if (d/CKPT_NAME).exists(): return 'partial'
     return 'started' if _leftovers(d) else 'empty'
@@ -47,7 +49,7 @@ def read_marker(d:str|Path) -> dict:
     try: return json.loads((Path(d)/RUN_MARKER).read_text())
     except (OSError, ValueError): return {}
 
-# %% ../nbs/13_experiment.ipynb #a9556a12
+# %% ../nbs/13_experiment.ipynb #e2577677
 class RunLockedError(RuntimeError):
     "Another live process holds the run folder's lock."
 
@@ -55,7 +57,8 @@ class RunLock:
     "An exclusive lock on a run folder, held from `acquire` to `release` (or to the end of the process)."
     def __init__(self, run_dir:str|Path, # The run folder
                  wait:float=0., # Seconds to wait for a lock another process holds
-                ): self.path, self.wait, self.fd, self.taken_over = Path(run_dir)/LOCK_FILE, wait, None, None
+                 fname:str=LOCK_FILE, # The lock file: the run's own, or a grid worker's claim (`CLAIM_FILE`)
+                ): self.path, self.wait, self.fd, self.taken_over = Path(run_dir)/fname, wait, None, None
 
     def holder(self) -> dict:
         "Who the lock file says holds the lock ({} when nobody wrote it)."
@@ -378,7 +381,7 @@ def check_resume(params:dict, # The parameters of the run about to resume
                          'start again with --overwrite')
     return changed
 
-# %% ../nbs/13_experiment.ipynb #b6b495c6
+# %% ../nbs/13_experiment.ipynb #92b61e03
 def find_experiment(name:str|Path, # A notebook path, or the name of a notebook in `nbs/experiments/`
                    ) -> Path:
     "Find an experiment notebook by path or by name."
@@ -411,6 +414,17 @@ def _quiet_papermill():
     try: yield
     finally: log.setLevel(level)
 
+def _in_process_group() -> bool:
+    "Whether this process is itself one of the processes of a distributed run (a kernel under torchrun)."
+    td = sys.modules.get('torch.distributed')
+    return td is not None and td.is_available() and td.is_initialized()
+
+def _keep_rank_notebook(nb_path:Path, run_dir:Path, rank:int):
+    "Move process `rank`'s executed notebook into the run folder's `.ranks/` (it was written apart, while process 0 prepared the folder)."
+    if not nb_path.exists() or not (run_dir/RUN_MARKER).exists(): return
+    (run_dir/RANKS_DIR).mkdir(exist_ok=True)
+    shutil.move(str(nb_path), str(run_dir/RANKS_DIR/f'rank{rank}.ipynb')); shutil.rmtree(nb_path.parent, ignore_errors=True)
+
 def run_notebook(nb:str|Path, # An experiment notebook (path or name)
                  out_dir:str|Path, # The run folder
                  params:dict|None=None, # Parameters (strings are converted to the declared types)
@@ -420,31 +434,42 @@ def run_notebook(nb:str|Path, # An experiment notebook (path or name)
                  role:str='', # What the run is, when another run starts it (e.g. 'teacher'); '' for the notebook's own
                 ) -> dict:
     "Check everything, prepare the run folder, then run an experiment notebook with papermill into it, and return its `metrics.json`."
-    import papermill as pm
     nb = find_experiment(nb)
     declared = notebook_params(nb)
     if 'out_dir' in (params or {}): raise ValueError('give the run folder as out_dir=..., not as a parameter')
     if not out_dir or not str(out_dir).strip(): raise ValueError('out_dir is empty: give the run folder to write into')
     params = check_params(declared, dict(params or {}))
+    import papermill as pm
+    from sparse_gan_nb.distributed import world_info, TORCHRUN_ENV
     full = {k: v['default'] for k, v in declared.items()} | params
     d, resume = Path(out_dir).expanduser().absolute(), full.get('resume', 'auto')
-    if not overwrite and resume != 'never' and folder_state(d) in ('partial', 'finished') and (d/CKPT_NAME).exists():
-        check_resume(full, checkpoint_config(d/CKPT_NAME).get('params', {}))  # before anything in the folder changes
-    folder = prepare_run_dir(d, nb.stem, resume, overwrite, role)
-    ok, env = False, os.environ.get(PARENT_ENV)
+    nested = _in_process_group()  # started from inside a distributed run (its teacher, say): a run of one process
+    rank = 0 if nested else world_info()[0]
+    if rank == 0:  # process 0 prepares the folder; the others' kernels wait for it, and their notebooks are written apart
+        if not overwrite and resume != 'never' and folder_state(d) in ('partial', 'finished') and (d/CKPT_NAME).exists():
+            check_resume(full, checkpoint_config(d/CKPT_NAME).get('params', {}))  # before anything in the folder changes
+        folder = prepare_run_dir(d, nb.stem, resume, overwrite, role)
+        out_nb = folder.path/nb.name
+    else: folder, out_nb = None, Path(tempfile.mkdtemp(prefix=f'sgn-rank{rank}-'))/nb.name
+    ok, saved = False, {k: os.environ.get(k) for k in (PARENT_ENV,) + (TORCHRUN_ENV if nested else ())}
     try:
         os.environ[PARENT_ENV] = str(os.getpid())
+        for k in TORCHRUN_ENV if nested else (): os.environ.pop(k, None)
         with _quiet_papermill():
-            pm.execute_notebook(str(nb), str(folder.path/nb.name), parameters=dict(params, out_dir=str(folder.path)), execution_timeout=timeout,
+            pm.execute_notebook(str(nb), str(out_nb), parameters=dict(params, out_dir=str(d)), execution_timeout=timeout,
                                 log_output=log_output, progress_bar=False, kernel_name='python3', kernel_manager_class=_kernel_manager())
         ok = True
     finally:
-        if env is None: os.environ.pop(PARENT_ENV, None)
-        else: os.environ[PARENT_ENV] = env
-        folder.settle(ok)
-        if folder.note.startswith('the new run failed'): print(folder.note, file=sys.stderr)
-    mf = folder.path/METRICS_FILE
-    if not mf.exists(): raise RuntimeError(f'the notebook {nb.name} finished but wrote no {METRICS_FILE} in {str(folder.path)!r}: it is not a finished run')
+        for k, v in saved.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+        if folder is None: _keep_rank_notebook(out_nb, d, rank)
+        else:
+            folder.settle(ok)
+            if folder.note.startswith('the new run failed'): print(folder.note, file=sys.stderr)
+    mf = d/METRICS_FILE
+    if rank > 0: return json.loads(mf.read_text()) if mf.exists() else {}
+    if not mf.exists(): raise RuntimeError(f'the notebook {nb.name} finished but wrote no {METRICS_FILE} in {str(d)!r}: it is not a finished run')
     return json.loads(mf.read_text())
 
 # %% ../nbs/13_experiment.ipynb #904f22ba
@@ -462,7 +487,7 @@ def run_dir_in(root:str|Path, # The grid's output folder
     if top not in d.parents: raise ValueError(f'run folder {rel!r} leads outside the output folder {str(root)!r}')
     return Path(root)/p
 
-# %% ../nbs/13_experiment.ipynb #f9165d12
+# %% ../nbs/13_experiment.ipynb #46f63f90
 class Experiment:
     "One run of an experiment notebook: checked parameters, a locked run folder, and the steps every experiment takes the same way."
     def __init__(self, notebook:str, # The notebook's name
@@ -474,6 +499,7 @@ class Experiment:
                 ):
         self.notebook, self.params, self.folder, self.lock, self.role = notebook, dict(params), folder, lock, role
         self.p, self.dir, self.changed, self._dls = AttrDict(params), folder.path, dict(changed or {}), None
+        self.rank, self.world, self.device = 0, 1, None  # set by `start`: this process among the run's, and its device
 
     @classmethod
     def start(cls, notebook:str, # The experiment notebook's name (its parameters are read from it)
@@ -481,35 +507,62 @@ class Experiment:
               role:str='run', # What this notebook's runs are (unless the run folder says otherwise)
               lock_wait:float=30., # Seconds to wait for the run folder's lock (a killed run's kernel may still be exiting)
              ) -> Experiment:
-        "Check the parameters, prepare and lock the run folder, and decide whether to resume, saying so."
+        "Check the parameters, prepare and lock the run folder, and decide whether to resume, saying so (on several processes: process 0 does, and tells the others)."
+        from sparse_gan_nb.distributed import init_distributed, broadcast_json
         declared = notebook_params(find_experiment(notebook))
         params = check_params(declared, {k: ns[k] for k in declared if k in ns})
         out = params.pop('out_dir', None)
+        rank, world, device = init_distributed(params.get('device', 'auto'))
+        if world > 1 and not out: raise ValueError(f'a run on {world} processes needs out_dir, the run folder they share')
         d = Path(tempfile.mkdtemp(prefix='sgn-run-')) if not out else Path(out).expanduser().absolute()
+        lock = folder = None
+        if rank == 0:
+            try:
+                lock, folder, changed = cls._claim(d, notebook, params, role, lock_wait)
+                said = dict(resume=folder.resume, note=folder.note, changed=changed)
+            except BaseException as e:
+                broadcast_json(dict(error=f'{type(e).__name__}: {e}')); raise
+        said = broadcast_json(None if rank else said)
+        if 'error' in said: raise RuntimeError(f"process 0 could not start the run, so this process stops too: {said['error']}")
+        if rank: folder, changed = RunFolder(d, said['resume'], None, said['note']), said['changed']
+        if os.environ.get(PARENT_ENV): die_with_parent(int(os.environ[PARENT_ENV]))
+        if rank == 0: print(folder.note + ''.join(f'; {k} changed from {a!r} to {b!r}' for k, (a, b) in changed.items()) +
+                            (f' (on {world} processes)' if world > 1 else ''))
+        run = cls(notebook, params, folder, lock, read_marker(folder.path).get('role') or role, changed)
+        run.rank, run.world, run.device = rank, world, device
+        return run
+
+    @staticmethod
+    def _claim(d:Path, notebook:str, params:dict, role:str, lock_wait:float) -> tuple:
+        "Lock and prepare the run folder, and compare the parameters with a checkpoint it resumes: `(lock, folder, changed)`."
         if folder_state(d) == 'foreign': prepare_run_dir(d)  # refuses, saying why
         d.mkdir(parents=True, exist_ok=True)
         lock = RunLock(d, lock_wait).acquire()
         if lock.taken_over: print(f"took over the lock of process {lock.taken_over.get('pid')} ({lock.taken_over.get('host')}), which ended without releasing it")
-        try: folder = prepare_run_dir(d, notebook, params.get('resume', 'auto'), role=role, locked=True)
+        try:
+            folder = prepare_run_dir(d, notebook, params.get('resume', 'auto'), role=role, locked=True)
+            return lock, folder, check_resume(params, checkpoint_config(folder.checkpoint).get('params', {})) if folder.resume else {}
         except BaseException: lock.release(); raise
-        try: changed = check_resume(params, checkpoint_config(folder.checkpoint).get('params', {})) if folder.resume else {}
-        except BaseException: lock.release(); raise
-        if os.environ.get(PARENT_ENV): die_with_parent(int(os.environ[PARENT_ENV]))
-        print(folder.note + ''.join(f'; {k} changed from {a!r} to {b!r}' for k, (a, b) in changed.items()))
-        return cls(notebook, params, folder, lock, read_marker(folder.path).get('role') or role, changed)
+
+    @property
+    def is_main(self) -> bool: return self.rank == 0
+    def barrier(self):
+        "Wait for every process of the run (nothing to wait for in one)."
+        from sparse_gan_nb.distributed import barrier
+        barrier()
 
     @property
     def checkpoint(self) -> Path|None: return self.folder.checkpoint
     def __repr__(self): return f'Experiment({self.notebook!r}, {str(self.dir)!r}, resume={self.folder.resume})'
 
-# %% ../nbs/13_experiment.ipynb #98ad7ccb
+# %% ../nbs/13_experiment.ipynb #dcdb59f5
 @patch
 def dls(self:Experiment):
     "The run's seeded data loaders (built once)."
     from sparse_gan_nb.data import gan_dls
     p = self.p
     if self._dls is None:
-        self._dls = gan_dls(p.dataset, bs=p.bs, seed=p.seed, device=p.device, path=p.get('data_path'),
+        self._dls = gan_dls(p.dataset, bs=p.bs, seed=p.seed, device=self.device or p.device, path=p.get('data_path'),
                             size=None if p.dataset in MIXTURE_DATASETS else p.img_size)
     return self._dls
 
@@ -529,9 +582,13 @@ def evaluator(self:Experiment):
     from sparse_gan_nb.evaluate import Evaluator
     p = self.p
     metrics = 'auto' if p.eval_metrics == 'auto' else tuple(m.strip() for m in p.eval_metrics.split(','))
-    with preserve_state():
-        return Evaluator(p.dataset, n_samples=p.eval_n, seed=p.seed, size=None if p.dataset in MIXTURE_DATASETS else p.img_size,
-                         path=p.get('data_path'), metrics=metrics)
+    def build():
+        with preserve_state():
+            return Evaluator(p.dataset, n_samples=p.eval_n, seed=p.seed, size=None if p.dataset in MIXTURE_DATASETS else p.img_size,
+                             path=p.get('data_path'), metrics=metrics)
+    ev = build() if self.is_main else None  # process 0 fills the caches (classifier, reference) once; the others read them
+    self.barrier()
+    return ev or build()
 
 @patch
 def callbacks(self:Experiment, evaluate:bool=True, # Also the evaluation callback (when `eval_n` is set)
@@ -558,12 +615,13 @@ def learner(self:Experiment, G, D, # The pair to train
             standard:bool=True, # Add `callbacks()`: sample grids, checkpoints, evaluation
             dls=None, # Other data loaders than the run's
            ):
-    "A `GANLearner` for this run: its loss, rates, betas, `n_critic`, EMA and logging, the method's callbacks and the standard ones."
+    "A `GANLearner` for this run: its loss, rates, betas, `n_critic`, EMA and logging, the method's callbacks and the standard ones; distributed under torchrun."
     from sparse_gan_nb.learner import GANLearner
+    from sparse_gan_nb.distributed import distribute
     p = self.p
-    return GANLearner(dls or self.dls(), G, D, loss=p.loss, lr_g=p.lr_g, lr_d=p.lr_d, betas=(p.beta1, p.beta2), n_critic=p.n_critic,
-                      ema=p.ema, run_dir=run_dir or self.dir, config=self.config(G), log_every=p.log_every,
-                      cbs=list(cbs) + (self.callbacks() if standard else []))
+    return distribute(GANLearner(dls or self.dls(), G, D, loss=p.loss, lr_g=p.lr_g, lr_d=p.lr_d, betas=(p.beta1, p.beta2), n_critic=p.n_critic,
+                                 ema=p.ema, run_dir=run_dir or self.dir, config=self.config(G), log_every=p.log_every,
+                                 cbs=list(cbs) + (self.callbacks() if standard else [])))
 
 @patch
 def fit(self:Experiment, learn, # The run's learner
@@ -576,7 +634,7 @@ def fit(self:Experiment, learn, # The run's learner
     print(f'{learn.g_iter} generator steps; {learn.train_time:.1f} s of training in all' + (f', over {learn.resumes + 1} sessions' if learn.resumes else ''))
     return learn
 
-# %% ../nbs/13_experiment.ipynb #8abf2958
+# %% ../nbs/13_experiment.ipynb #7288c4de
 @patch
 def plot(self:Experiment, learn, # The trained learner
          *panels, # More panels: functions `(ax) -> None` that draw the method's own pictures
@@ -602,7 +660,7 @@ def plot(self:Experiment, learn, # The trained learner
 def finish(self:Experiment, learn, # The trained learner (the last one, for a method of several trainings)
            **extra, # The method's own numbers
           ) -> dict:
-    "Write `metrics.json` (last, atomically) with the numbers every run reports and the method's own; release the run folder."
+    "Write `metrics.json` (last, atomically, from process 0) with the numbers every run reports and the method's own; release the run folder."
     from sparse_gan_nb.models import count_params, count_macs
     import torch
     rows, G = learn.history.rows, learn.G
@@ -616,8 +674,11 @@ def finish(self:Experiment, learn, # The trained learner (the last one, for a me
     if len(evals) > 1 and 'fid' in scores:
         best = min(evals, key=lambda r: r['fid']); scores |= dict(fid_best=best['fid'], fid_best_iter=best['iter'])
     m = dict(iterations=learn.g_iter, loss_d=last.get('loss_d'), loss_g=last.get('loss_g'), train_time_s=round(learn.train_time, 2),
-             resumes=learn.resumes, resume_changes=learn.config.get('resume_changes', [])) | size | scores | extra
-    write_metrics(self.dir, m, self.params)
+             resumes=learn.resumes, resume_changes=learn.config.get('resume_changes', []), processes=self.world) | size | scores | extra
+    if self.is_main: write_metrics(self.dir, m, self.params)
+    if self.world > 1:
+        from sparse_gan_nb.distributed import shutdown_distributed
+        shutdown_distributed()  # every process has finished before the lock is given back
     if self.lock is not None: self.lock.release()
     return m
 

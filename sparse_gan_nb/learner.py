@@ -46,7 +46,7 @@ def set_trainable(m:nn.Module, # The network
     "Turn gradients on or off for the weights of `m` (its architecture parameters are left as they are)."
     for p in weight_parameters(m): p.requires_grad_(on)
 
-# %% ../nbs/04_learner.ipynb #1890730f
+# %% ../nbs/04_learner.ipynb #a08b8f43
 @dataclass
 class GANStep:
     "One row of the learner's step table: which parameters a step trains, with which optimizer and loss, and when."
@@ -64,11 +64,13 @@ class GANStep:
 
 def d_step_loss(learn) -> GANPass:
     "Step 'D': $L_D$ on the current real batch and as many fakes (made without gradient)."
-    return d_loss(learn.G, learn.D, learn.x_real, learn.y_real, learn.loss_func)
+    z, y = learn.draw_noise()
+    return d_loss(learn.G, learn.fwd('D'), learn.x_real, learn.y_real, learn.loss_func, z, y)
 
 def g_step_loss(learn) -> GANPass:
     "Step 'G': $L_G$ on a batch of fakes the size of the real batch."
-    return g_loss(learn.G, learn.D, learn.x_real.shape[0], learn.loss_func, learn.x_real.device)
+    z, y = learn.draw_noise()
+    return g_loss(learn.fwd('G'), learn.D, len(z), learn.loss_func, z.device, z, y)
 
 # %% ../nbs/04_learner.ipynb #f2784e08
 class GANModule(nn.Module):
@@ -90,7 +92,7 @@ class GANLossMetric(Metric):
     @property
     def name(self): return f'loss_{self.side}'
 
-# %% ../nbs/04_learner.ipynb #54a08b58
+# %% ../nbs/04_learner.ipynb #a5fb64b0
 class GANLearner(Learner):
     "A fastai `Learner` for GANs, trained by a table of named steps, each with its own optimizer."
     def __init__(self, dls, # fastai `DataLoaders` whose training batches are `(x_real, y)`
@@ -130,6 +132,7 @@ class GANLearner(Learner):
         self.g_step, self.takes_g_step, self.target_iter, self.phase = 0, False, 0, None
         self.train_time, self.resumes, self._fit_t0 = 0., 0, None
         self.last_checkpoint, self.last_checkpoint_iter, self._resume_skip = None, None, 0
+        self.rank, self.world_size, self.comm, self.wrappers = 0, 1, None, {}  # one process; `DDPCallback` sets them for several
         self.add_cbs([TrainEvalCallback(), Recorder(train_metrics=True, valid_metrics=False), HistoryCallback()])
         if ema: self.add_cb(EMACallback(ema, ema_start))
         if progress: self.add_cb(ProgressCallback())
@@ -147,6 +150,7 @@ class GANLearner(Learner):
     d_iter = property(lambda self: self.step_iters['D'], doc='D steps done so far')
     loss_d = property(lambda self: self.step_losses.get('D'), doc="Step 'D''s last loss")
     loss_g = property(lambda self: self.step_losses.get('G'), doc="Step 'G''s last loss")
+    writes = property(lambda self: self.rank == 0, doc='Whether this process writes the run folder (the only one, or rank 0 of several)')
 
 # %% ../nbs/04_learner.ipynb #25f1a86d
 @patch
@@ -201,7 +205,7 @@ def step_table(self:GANLearner) -> pd.DataFrame:
     return pd.DataFrame([dict(step=k, parameters=sum(p.numel() for p in s.params), runs=when(s), lr=s.hypers['lr'],
                               optimizer=(s.opt_func or self.opt_func).__name__, done=self.step_iters[k]) for k, s in self.steps.items()]).set_index('step')
 
-# %% ../nbs/04_learner.ipynb #921be3a3
+# %% ../nbs/04_learner.ipynb #a9a89b2c
 @patch
 def every(self:GANLearner, n:int, # A number of G steps
          ) -> bool:
@@ -227,6 +231,7 @@ def run_step(self:GANLearner, name:str, # A step of the table
     self.loss_grad = out.loss if isinstance(out, GANPass) else out
     self('after_loss')
     loss = self.loss_grad.detach()
+    if self.comm is not None: loss = self.comm.mean(loss)  # the global batch's loss; a nan on any process stops them all
     if not torch.isfinite(loss):
         ck = f'the last good checkpoint is {self.last_checkpoint}' if self.last_checkpoint else 'no checkpoint was written yet'
         raise FloatingPointError(f'the {name} loss is {loss.item()} at G step {self.g_step}; training stopped ({ck}). '
@@ -244,11 +249,12 @@ def one_batch(self:GANLearner, i, b):
 
 @patch
 def _do_one_batch(self:GANLearner):
-    self.x_real, self.y_real = self.xb[0], (self.yb[0] if len(self.yb) else None)
+    self.bs_global = len(self.xb[0]); rows = self.part(self.bs_global)
+    self.x_real, self.y_real = self.xb[0][rows], (self.yb[0][rows] if len(self.yb) else None)
     for s in list(self.steps.values()):
         if s.every == 'batch' or (s.every is not None and self.every(s.every)): self.run_step(s.name)
 
-# %% ../nbs/04_learner.ipynb #ac035d6e
+# %% ../nbs/04_learner.ipynb #2b0e6265
 @patch
 def add_stream(self:GANLearner, name:str, # The stream's name, for `next_batch`
                tensors:tuple, # Tensors of equal length, e.g. `(x, y)`
@@ -265,12 +271,13 @@ def add_stream(self:GANLearner, name:str, # The stream's name, for `next_batch`
 @patch
 def next_batch(self:GANLearner, name:str='valid', # A stream; 'valid' is made over the held-out split on first use
               ) -> tuple:
-    "The next batch of stream `name`, on G's device."
+    "The next batch of stream `name` (this process's rows of it), on G's device."
     if name not in self.streams:
         if name != 'valid': raise ValueError(f"unknown stream {name!r}; streams are: {', '.join(self.streams) or '(none)'}; register one with add_stream")
         self.add_stream('valid', self.dls.valid.dataset.tensors)
-    dev = next(self.G.parameters()).device
-    return tuple(t.to(dev) for t in next(self.streams[name]))
+    dev, b = next(self.G.parameters()).device, next(self.streams[name])
+    rows = self.part(len(b[0]))
+    return tuple(t[rows].to(dev) for t in b)
 
 # %% ../nbs/04_learner.ipynb #4282b73a
 @patch
@@ -326,12 +333,13 @@ def fit(self:GANLearner, n_epoch:int, *args, **kwargs):
     check_positive('n_epoch', n_epoch)
     self.fit_iters(self.g_iter + n_epoch * len(self.dls.train) // self.n_critic)
 
-# %% ../nbs/04_learner.ipynb #7322e5e4
+# %% ../nbs/04_learner.ipynb #9cd77904
 @torch.no_grad()
 def sample_generator(G:nn.Module, # A generator `G(z, y=None)` with attributes `nz` and `n_classes`
                      n:int, # Number of samples
                      seed:int=0, # Seed of the noise
                      bs:int=256, # Batch size for generation
+                     part:tuple=(0, 1), # `(r, w)`: only the r-th of w equal parts of the n samples (for evaluation on w processes)
                     ) -> torch.Tensor:
     "`n` samples of `G` on the CPU, with fixed noise, in eval mode, without touching the global RNG."
     check_positive('n', n)
@@ -339,6 +347,10 @@ def sample_generator(G:nn.Module, # A generator `G(z, y=None)` with attributes `
     g = torch.Generator().manual_seed(seed)
     z, nc = torch.randn(n, G.nz, generator=g), getattr(G, 'n_classes', 0)
     y = torch.arange(n) % nc if nc else None
+    r, w = part
+    if w > 1:  # ceil(n/w) rows each, the last part topped up from the first rows; a gather keeps the first n
+        k = -(-n // w); rows = torch.arange(r * k, (r + 1) * k) % n
+        z, y, n = z[rows], (None if y is None else y[rows]), k
     G.eval()
     try: return torch.cat([G(z[i:i+bs].to(dev), None if y is None else y[i:i+bs].to(dev)).float().cpu() for i in range(0, n, bs)])
     finally: G.train(was_training)
@@ -357,7 +369,7 @@ def record(self:GANLearner, **values):
     "Add `values` to the current iteration's row of `history.csv`."
     self.history.pending.update(values)
 
-# %% ../nbs/04_learner.ipynb #e4807237
+# %% ../nbs/04_learner.ipynb #6e94a5dc
 class HistoryCallback(Callback):
     "Collects a row per `log_every` G steps into `learn.history.rows`, and writes `run_dir/history.csv`."
     order = 55
@@ -374,7 +386,7 @@ class HistoryCallback(Callback):
         if self.unlogged_steps: self._add_row(tail=True)
         elif self.pending and self.rows:  # values recorded at the end of training, at a step that already has its row
             self.rows[-1].update(self.pending); self.pending = {}
-            if self.learn.run_dir: self.write(self.learn.run_dir/'history.csv')
+            if self.learn.run_dir and self.learn.writes: self.write(self.learn.run_dir/'history.csv')
     def _add_row(self, tail=False):
         L = self.learn
         row = dict(iter=L.g_iter, d_iter=L.d_iter, epoch=L.epoch)
@@ -384,7 +396,7 @@ class HistoryCallback(Callback):
         if tail: self._tail = True
         else: self.sums = {}
         if L.verbose: print('  '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}' for k, v in row.items()))
-        if L.run_dir: self.write(L.run_dir/'history.csv')
+        if L.run_dir and L.writes: self.write(L.run_dir/'history.csv')
     @property
     def unlogged_steps(self) -> int:
         "G steps taken since the last row (a closing row is due at the end of training when this is not 0)."
@@ -430,7 +442,7 @@ def check_state_fits(module:nn.Module, # The module the state should load into
     extra = [k for k in sd if k not in own]
     if extra: raise ValueError(f'{what} does not fit: the checkpoint has a tensor {extra[0]!r} that the model lacks')
 
-# %% ../nbs/04_learner.ipynb #6f7b278e
+# %% ../nbs/04_learner.ipynb #8b5209a1
 def _has_state(cb): return callable(getattr(type(cb), 'state_dict', None))  # not via fastai's attribute forwarding
 
 @patch
@@ -449,7 +461,7 @@ def save_checkpoint(self:GANLearner, path:str|Path|None=None, # Where to write; 
               opts={k: s.opt.state_dict() for k, s in self.steps.items() if s.opt is not None},
               step_params={k: list(self.steps[k].params) for k in added},
               streams={k: s.state_dict() for k, s in self.streams.items()} | self._pending['streams'],
-              rng=rng_state(), callbacks=self._cb_states(), train_time=self.elapsed(), resumes=self.resumes)
+              rng=rng_state(), callbacks=self._cb_states(), train_time=self.elapsed(), resumes=self.resumes, world_size=self.world_size)
     path = save_state(ck, path, CKPT_KIND)
     self.last_checkpoint, self.last_checkpoint_iter = Path(path), self.g_iter
     return path
@@ -521,7 +533,7 @@ def convert_checkpoint(src:str|Path, # A checkpoint in the old pickle format (sp
                streams={}, rng=ck['rng'], callbacks=cbs, train_time=train_time, resumes=0)
     return save_state(new, dest, CKPT_KIND)
 
-# %% ../nbs/04_learner.ipynb #a48fa451
+# %% ../nbs/04_learner.ipynb #9247d15a
 def _need_run_dir(cb):
     if cb.learn.run_dir is None: raise ValueError(f'{type(cb).__name__} writes into the run folder, but the learner has run_dir=None')
 
@@ -534,7 +546,8 @@ class CheckpointCallback(Callback):
         if every is not None: check_positive('every', every)
         store_attr()
     def before_fit(self): _need_run_dir(self)
-    def _save(self): self.learn.save_checkpoint(self.learn.run_dir/self.fname)
+    def _save(self):
+        if self.learn.writes: self.learn.save_checkpoint(self.learn.run_dir/self.fname)
     def after_batch(self):
         if self.every and self.learn.every(self.every): self._save()
     def after_fit(self):
@@ -562,8 +575,9 @@ class SampleGridCallback(Callback):
     def before_fit(self): _need_run_dir(self)
     def _save(self):
         g, d = self.learn.g_iter, self.learn.run_dir/'samples'
-        x = self.learn.sample(self.n, self.seed)
-        self.paths.append(save_samples(x, d/f'iter_{g:06d}.png', f'iteration {g}')); save_samples(x, d/'last.png')
+        if self.learn.writes:
+            x = self.learn.sample(self.n, self.seed)
+            self.paths.append(save_samples(x, d/f'iter_{g:06d}.png', f'iteration {g}')); save_samples(x, d/'last.png')
         self.saved_at = g
     def after_batch(self):
         if self.learn.every(self.every): self._save()
@@ -571,3 +585,29 @@ class SampleGridCallback(Callback):
         if self.saved_at != self.learn.g_iter: self._save()
     def state_dict(self): return dict(paths=[str(p) for p in self.paths], saved_at=self.saved_at)
     def load_state_dict(self, sd): self.paths, self.saved_at = [Path(p) for p in sd['paths']], sd['saved_at']
+
+# %% ../nbs/04_learner.ipynb #ad30da46
+@patch
+def part(self:GANLearner, n:int, # The rows of a global batch
+        ) -> slice:
+    "The rows of a global batch of `n` that this process trains on: all in one process; its equal share of several."
+    if n % self.world_size:
+        raise ValueError(f'a global batch of {n} rows does not split evenly over {self.world_size} processes: use a batch size divisible by {self.world_size}')
+    k = n // self.world_size
+    return slice(self.rank * k, (self.rank + 1) * k)
+
+@patch
+def draw_noise(self:GANLearner, n:int|None=None, # Rows of the global draw; None for the global batch
+              ) -> tuple:
+    "`(z, y_fake)`: this process's rows of a global draw of noise (and, for a class-conditional G, labels) from torch's global generator."
+    n, G, dev = n or self.bs_global, self.G, self.x_real.device
+    z = torch.randn(n, G.nz, device=dev)
+    y = torch.randint(G.n_classes, (n,), device=dev) if getattr(G, 'n_classes', 0) else None
+    rows = self.part(n)
+    return z[rows], (None if y is None else y[rows])
+
+@patch
+def fwd(self:GANLearner, net:str, # 'G' or 'D'
+       ) -> nn.Module:
+    "Network `net` as the step that trains it calls it: its DDP wrapper on several processes, else the network."
+    return self.wrappers[net] if net in self.wrappers else getattr(self, net)

@@ -130,7 +130,7 @@ class Explore(TopologySchedule):
 
     def stats(self, cb): return {f'{cb.net}_drop': self.drop(cb.learn.g_step)}
 
-# %% ../nbs/06_sparse.ipynb #48478fdd
+# %% ../nbs/06_sparse.ipynb #e299bd1c
 NETS = ('G', 'D')
 
 def net_seed(seed:int, # The run's mask seed
@@ -152,8 +152,9 @@ class SparseMaskCallback(Callback):
                  opt_policy:str='zero_new', # Optimizer state of the weights: 'keep', 'zero_new' or 'mask_all'
                  sema:bool=True, # For G: keep the EMA generator as sparse as G (SEMA)
                  masks:SparseMasks|None=None, # Given masks, or a function `(callback) -> SparseMasks` called at `before_fit`
+                 check_sync:bool=False, # On several processes: stop if they computed different masks (before process 0's are broadcast)
                 ):
-        self.net = check_choice('net', net, NETS)
+        self.net, self.check_sync = check_choice('net', net, NETS), check_sync
         if not isinstance(distribution, dict): check_choice('distribution', distribution, DISTRIBUTIONS); check_fraction('density', density)
         self.schedule = Static() if schedule is None else schedule
         if not isinstance(self.schedule, TopologySchedule): raise TypeError(f'schedule must be a TopologySchedule (Static, Explore, ...), got {type(schedule).__name__}')
@@ -173,7 +174,7 @@ class SparseMaskCallback(Callback):
     @property
     def explores(self) -> bool: return not isinstance(self.schedule, Static)
 
-# %% ../nbs/06_sparse.ipynb #b44a91f4
+# %% ../nbs/06_sparse.ipynb #2daf007e
 @patch
 def _build_masks(self:SparseMaskCallback) -> SparseMasks:
     if self._make is not None: return self._make(self)
@@ -185,7 +186,9 @@ def _build_masks(self:SparseMaskCallback) -> SparseMasks:
 def before_fit(self:SparseMaskCallback):
     if self.sparse is None: self.sparse = self._build_masks()
     elif self.sparse.model is not self.network: raise ValueError(f'the masks given to {self.name} were built for another model than learn.{self.net}')
-    self.sparse.follow_params(); self.sparse.apply()
+    self.sparse.follow_params()
+    if self.learn.comm is not None: self.learn.comm.broadcast_(list(self.sparse.masks.values()))  # process 0's masks everywhere
+    self.sparse.apply()
     if self.fired is None: self.fired = [m.bool() for m in self.sparse.masks.values()]
     self.schedule.setup(self)
     self.layer_density = self.sparse.densities()
@@ -207,7 +210,7 @@ def stats(self:SparseMaskCallback) -> dict:
     out = {f'{N}_density': self.sparse.density, f'{N}_itop': self.itop()} | self.schedule.stats(self)
     return out | {f'{N}_density[{k}]': v for k, v in self.layer_density.items()}
 
-# %% ../nbs/06_sparse.ipynb #5b544515
+# %% ../nbs/06_sparse.ipynb #8e26c736
 @patch
 def _due(self:SparseMaskCallback) -> bool: return self.learn.g_step != self.last_update and self.schedule.due(self)
 
@@ -232,6 +235,16 @@ def after_step(self:SparseMaskCallback):
         if slots: torch._foreach_mul_(slots, ms)
 
 @patch
+def _sync(self:SparseMaskCallback, masks:list):
+    "On several processes: check (with `check_sync`) that they computed the same masks, then give them all process 0's."
+    comm = self.learn.comm
+    if comm is None: return
+    if self.check_sync and not comm.agree(masks):
+        raise RuntimeError(f'{self.name}: the {comm.world} processes computed different masks at G step {self.learn.g_step}: the topology '
+                           'update saw a rank-dependent input (a local gradient, a per-process random stream); every process stopped')
+    comm.broadcast_(masks)
+
+@patch
 @torch.no_grad()
 def update(self:SparseMaskCallback):
     "One topology update: the schedule changes the masks; then re-apply, fix the optimizer state and the EMA, log."
@@ -241,6 +254,7 @@ def update(self:SparseMaskCallback):
     masks = list(self.sparse.masks.values())
     before = [m.bool() for m in masks]
     info = self.schedule.update(self, self._grads)
+    self._sync(masks)
     self.sparse.apply()
     new = [m.bool() & ~b for m, b in zip(masks, before)]
     if self.opt_policy == 'zero_new':
@@ -323,7 +337,7 @@ class SparseStatsCallback(Callback):
             was = L.G.training; L.G.eval(); x = L.G(z, y); L.G.train(was)
         self.cost = dict(G=layer_flops(L.G, z, y), D=layer_flops(L.D, x, y))
 
-# %% ../nbs/06_sparse.ipynb #351360d3
+# %% ../nbs/06_sparse.ipynb #21b4ba54
 @patch
 def _fwd(self:SparseStatsCallback, net:str) -> tuple[float, float, float]:
     "(sparse forward cost, dense forward cost, dense-weight-gradient extra) per sample of `net`, cached per mask version."
@@ -337,7 +351,7 @@ def _fwd(self:SparseStatsCallback, net:str) -> tuple[float, float, float]:
 
 @patch
 def after_batch(self:SparseStatsCallback):
-    L = self.learn; b = L.x_real.shape[0]
+    L = self.learn; b = L.x_real.shape[0] * L.world_size  # the global batch
     (fG, fG1, xG), (fD, fD1, xD) = self._fwd('G'), self._fwd('D')
     def add(net, sparse, dense): self.flops[net] += b * sparse; self.dense_flops[net] += b * dense
     add('G', fG, fG1); add('D', 6 * fD, 6 * fD1)
@@ -351,7 +365,7 @@ def after_batch(self:SparseStatsCallback):
 @patch
 def after_fit(self:SparseStatsCallback): self.learn.record(**self.stats())
 
-# %% ../nbs/06_sparse.ipynb #65fbf5ef
+# %% ../nbs/06_sparse.ipynb #4058950f
 @patch
 @torch.no_grad()
 def after_step(self:SparseStatsCallback):
@@ -359,8 +373,9 @@ def after_step(self:SparseStatsCallback):
     if L.phase == 'D': self._real = L.real_pred.detach().mean(); return
     if L.phase != 'G' or self.br_every is None or not L.every(self.br_every): return
     with preserve_state(L.G, L.D, rng=False): post = L.D(L.G(L.z, L.y_fake), L.y_fake).mean()
-    pre = L.fake_pred.detach().mean()
-    self.br_vals.append(((post - pre) / (self._real - pre)).item())
+    pre, real = L.fake_pred.detach().mean(), self._real
+    if L.comm is not None: post, pre, real = L.comm.mean(torch.stack([post, pre, real]))  # the global batch's means
+    self.br_vals.append(((post - pre) / (real - pre)).item())
 
 @patch
 def stats(self:SparseStatsCallback) -> dict:

@@ -10,3 +10,11 @@ def sgn_cache(tmp_path_factory):
     yield d
     if old is None: del os.environ['SPARSE_GAN_NB_CACHE']
     else: os.environ['SPARSE_GAN_NB_CACHE'] = old
+
+def pytest_collection_modifyitems(config, items):
+    "Tests marked `cuda` run only where torch sees a GPU."
+    import torch
+    if torch.cuda.is_available(): return
+    skip = pytest.mark.skip(reason='needs a CUDA GPU')
+    for item in items:
+        if 'cuda' in item.keywords: item.add_marker(skip)

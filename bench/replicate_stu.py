@@ -1,65 +1,29 @@
-"""A small-scale replication of STU-GAN's claims on stacked digits: dense, static, SET, STU and GMP at d_G in
-{0.05, 0.1, 0.2} with d_D = 0.5, three seeds each, plus IMP (lottery tickets) at d_G = 0.1.
+"""Tables and claims of the STU-GAN replication, from its run folders.
 
-    OMP_NUM_THREADS=1 python bench/replicate_stu.py --pilot            # a few minutes: one seed, d_G = 0.1, 80 steps
-    OMP_NUM_THREADS=1 python bench/replicate_stu.py --jobs 2           # the full grid: 25 min on 2 cores at 1500 G steps
-    OMP_NUM_THREADS=1 python bench/replicate_stu.py --jobs 2 --n-iter 4000 --eval-every 250 --runs 'dense/seed0' '*/dG0.1/seed0' \
-        --out runs/stu_curves                                          # FID over training of one seed
+The runs themselves are a grid spec, `bench/grids/stu.toml`, run by `sgn grid`: dense, static, SET, STU and GMP at
+d_G in {0.05, 0.1, 0.2} with d_D = 0.5, three seeds each, plus IMP (lottery tickets) at d_G = 0.1.
 
-Every run is one execution of the experiment notebook `nbs/experiments/stu_gan.ipynb` into its own folder under
-`--out` (default runs/stu_replication, or runs/stu_replication_pilot); finished runs (with a metrics.json) are
-skipped, so an interrupted replication continues where it stopped. At the end it writes, in `--out`:
+    OMP_NUM_THREADS=1 sgn grid bench/grids/stu.toml --jobs 2             # 42 runs of 1500 G steps: 25 min on 2 cores
+    OMP_NUM_THREADS=1 sgn grid bench/grids/stu.toml --jobs 2 --out runs/stu_4000steps \
+        --set n_iter 4000 --set sample_every 4000 --set ckpt_every 4000  # the same grid at 4000 G steps
+    OMP_NUM_THREADS=1 sgn grid bench/grids/stu_curves.toml --jobs 2      # FID over training, one seed at d_G = 0.1
+    python bench/replicate_stu.py runs/stu_replication                   # this script: tables and claims
+
+A finished run is skipped and an unfinished one continued, so a grid that was stopped continues where it stopped
+(`sgn grid SPEC --list` shows where it stands). This script writes, in the grid's folder:
 
 - `runs.csv`: one row per run (parameters and metrics);
 - `table.csv` and `table.md`: mean ± std over seeds of FID, IS, modes (of 1000) and training FLOPs relative to
   one dense run, per method and density;
 - `claims.md`: the three claims checked against the means, with what holds and what does not;
 - `itop.csv`: the generator's ITOP rate over training, per static, SET and STU run (from each `history.csv`);
-- `fid_curves.csv`, with `--eval-every`: FID over training, per run;
-- for the pilot, an estimate of the full grid's time on this machine.
+- `fid_curves.csv`, when runs were evaluated during training: FID over training, per run.
 """
-import argparse, fnmatch, json, math, os, sys, time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import argparse, sys
 from pathlib import Path
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-NB = ROOT/'nbs'/'experiments'/'stu_gan.ipynb'
-METHODS = dict(dense=dict(method='dense'), static=dict(method='sparse', explore='none'),
-               SET=dict(method='sparse', growth='random'), STU=dict(method='sparse', growth='gradient'),
-               GMP=dict(method='gmp'), IMP=dict(method='imp'))
-COMMON = dict(dataset='stacked_digits', img_size=16, model='dcgan', width=0.5, d_width=0.5, nz=32, loss='hinge', d_D=0.5,
-              distribution='erk', opt_policy='keep', bs=64, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999, n_critic=1, ema=0.99,
-              br_every=10, eval_metrics='fid,is,modes', device='cpu')
-RUN_DIRS = dict(dense='{method}/seed{seed}', other='{method}/dG{d_G}/seed{seed}')  # each run's folder under --out
-FULL = dict(densities=(0.05, 0.1, 0.2), seeds=(0, 1, 2), n_iter=1500, delta_t=100, imp_density=0.1, imp_rounds=3, eval_n=2000, log_every=100)
-PILOT = dict(densities=(0.1,), seeds=(0,), n_iter=80, delta_t=20, imp_density=0.1, imp_rounds=2, eval_n=500, log_every=20)
-
-def run_folder(out:Path, label:str, params:dict) -> Path:
-    "The run folder of a run of method `label` (a key of METHODS) under `out`, from its name parts."
-    from sparse_gan_nb.experiment import run_dir_in
-    return run_dir_in(out, RUN_DIRS['dense' if label == 'dense' else 'other'], method=label, d_G=params['d_G'], seed=params['seed'])
-
-def grid(cfg:dict, out:Path) -> list:
-    "(run name, run folder, parameters) of every run of the replication; the name is the folder relative to `out`."
-    runs = [('dense', dict(METHODS['dense'], d_G=1.0, seed=s)) for s in cfg['seeds']]
-    for m in ('static', 'SET', 'STU', 'GMP'):
-        runs += [(m, dict(METHODS[m], d_G=d, seed=s)) for d in cfg['densities'] for s in cfg['seeds']]
-    runs += [('IMP', dict(METHODS['IMP'], d_G=cfg['imp_density'], imp_rounds=cfg['imp_rounds'], seed=s)) for s in cfg['seeds']]
-    shared = dict(COMMON, n_iter=cfg['n_iter'], delta_t=cfg['delta_t'], eval_n=cfg['eval_n'], log_every=cfg['log_every'],
-                  sample_every=cfg['n_iter'], ckpt_every=cfg['n_iter'])
-    dirs = [run_folder(out, m, p) for m, p in runs]
-    return [(d.relative_to(out).as_posix(), d, dict(shared, **p)) for d, (m, p) in zip(dirs, runs)]
-
-def trainings(params:dict) -> int: return params.get('imp_rounds', 0) + 1 if params['method'] == 'imp' else 1
-
-def run_one(run_dir:str, name:str, params:dict) -> tuple:
-    "Run one notebook into `run_dir` (in a worker process; an unfinished run there is continued) and return (name, seconds, error or None)."
-    os.environ.setdefault('OMP_NUM_THREADS', '1')
-    from sparse_gan_nb.experiment import run_notebook
-    t0 = time.time()
-    try: run_notebook(NB, run_dir, params); return name, time.time() - t0, None
-    except Exception as e: return name, time.time() - t0, f'{type(e).__name__}: {e}'
+METHODS = ('dense', 'static', 'SET', 'STU', 'GMP', 'IMP')  # the tags of bench/grids/stu.toml, in table order
 
 def pm(x): return '–' if x.isna().all() else (f'{x.mean():.3g}' if len(x.dropna()) < 2 else f'{x.mean():.3g} ± {x.std():.2g}')
 
@@ -124,51 +88,12 @@ def claims(df:pd.DataFrame) -> str:
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--pilot', action='store_true', help='a tiny version: one seed, one density, 80 steps')
-    p.add_argument('--out', default=None, help='the folder of the run folders')
-    p.add_argument('--jobs', type=int, default=1, help='runs in parallel (each uses one thread)')
-    p.add_argument('--n-iter', type=int, default=None, help='override the G steps per run')
-    p.add_argument('--eval-every', type=int, default=None, help='G steps between evaluations (FID over training, and fid_best); default (or 0): only the final one')
-    p.add_argument('--runs', nargs='+', default=None, help="only the runs whose names match one of these patterns, e.g. 'dense/seed0' '*/dG0.1/seed0'")
-    p.add_argument('--list', action='store_true', help='only list the runs')
+    p.add_argument('out', help='the folder of the run folders (the grid\'s out)')
     a = p.parse_args(argv)
-    cfg = dict(PILOT if a.pilot else FULL)
-    if a.n_iter: cfg['n_iter'] = a.n_iter
-    out = Path(a.out or ROOT/'runs'/('stu_replication_pilot' if a.pilot else 'stu_replication'))
-    runs = grid(cfg, out)
-    if a.runs: runs = [(n, d, prm) for n, d, prm in runs if any(fnmatch.fnmatch(n, pat) for pat in a.runs)]
-    if a.eval_every: runs = [(n, d, dict(prm, eval_every=a.eval_every)) for n, d, prm in runs]
-    if a.list:
-        for n, d, prm in runs: print(n, json.dumps({k: prm[k] for k in ('method', 'd_G', 'seed')}))
-        return
-    todo = [(n, d, prm) for n, d, prm in runs if not (d/'metrics.json').exists()]
-    # seed-major, costliest first: a stopped replication has whole seeds of every method, and two jobs finish together
-    todo.sort(key=lambda r: (r[2]['seed'], -trainings(r[2])))
-    print(f'{len(runs)} runs ({sum(trainings(p_) for _, _, p_ in runs)} trainings of {cfg["n_iter"]} G steps), {len(todo)} to do, into {out}', flush=True)
-    t0, times = time.time(), {}
-    with ProcessPoolExecutor(max_workers=a.jobs) as ex:
-        futs = [ex.submit(run_one, str(d), n, prm) for n, d, prm in todo]
-        for f in as_completed(futs):
-            name, secs, err = f.result(); times[name] = secs
-            print(f'{name:28s} {secs:7.1f} s  {"FAILED " + err if err else "ok"}', flush=True)
-    wall = time.time() - t0
-    if not any(out.rglob('metrics.json')): sys.exit(f'no run finished in {out}; see the errors above')
+    out = Path(a.out)
+    if not any(out.rglob('metrics.json')): sys.exit(f'no finished run in {out}: run the grid first (sgn grid bench/grids/stu.toml)')
     tab = summarise(out)
     print((out/'table.md').read_text()); print((out/'claims.md').read_text())
-    if times:
-        steps = {n: trainings(prm) * cfg['n_iter'] for n, _, prm in todo}
-        df = pd.read_csv(out/'runs.csv').set_index('run')
-        done = [n for n in times if n in df.index]
-        s_per_step = sum(df.loc[n, 'metrics.train_time_s'] for n in done) / sum(steps[n] for n in done)
-        ev = sum(df.loc[n, 'metrics.seconds'] for n in done) / len(done)  # the evaluator's time per run
-        other = sum(times[n] - df.loc[n, 'metrics.train_time_s'] - df.loc[n, 'metrics.seconds'] for n in done) / len(done)
-        full_cfg = dict(FULL, n_iter=cfg['n_iter']); full = grid(full_cfg, out); full_steps = sum(trainings(prm) for _, _, prm in full) * cfg['n_iter']
-        est = (full_steps * s_per_step + len(full) * (other + ev * FULL['eval_n'] / cfg['eval_n'])) / a.jobs
-        msg = (f'{len(times)} runs in {wall:.0f} s wall ({a.jobs} job(s)); {1e3 * s_per_step:.1f} ms per G step; per run '
-               f'{ev:.1f} s evaluating {cfg["eval_n"]} samples and {other:.1f} s starting the notebook, loading data and writing.\n'
-               f'Estimate for the full grid at {cfg["n_iter"]} G steps ({len(full)} runs, {full_steps} G steps, {FULL["eval_n"]} samples each) with '
-               f'--jobs {a.jobs} on this machine: {est / 3600:.1f} h')
-        print(msg); (out/'timing.txt').write_text(msg + '\n')
     return tab
 
 if __name__ == '__main__': main()

@@ -14,11 +14,11 @@ import torch
 import matplotlib.pyplot as plt
 
 # %% auto #0
-__all__ = ['MAX_SEED', 'TMP_SUFFIX', 'CKPT_KIND', 'CKPT_NAME', 'OLD_CKPT_FORMAT', 'check_seed', 'set_seed', 'rng_state',
-           'set_rng_state', 'preserve_state', 'get_device', 'check_positive', 'check_choice', 'check_fraction',
-           'check_when', 'resolve_when', 'atomic_write', 'write_error', 'atomic_write_text', 'atomic_write_json',
-           'save_state', 'read_state_header', 'load_state', 'read_checkpoint', 'checkpoint_config', 'load_cached_state',
-           'image_grid', 'show_images', 'save_image_grid']
+__all__ = ['MAX_SEED', 'TORCHRUN_ENV', 'TMP_SUFFIX', 'CKPT_KIND', 'CKPT_NAME', 'OLD_CKPT_FORMAT', 'check_seed', 'set_seed',
+           'rng_state', 'set_rng_state', 'preserve_state', 'get_device', 'world_info', 'local_env', 'check_positive',
+           'check_choice', 'check_fraction', 'check_when', 'resolve_when', 'atomic_write', 'write_error',
+           'atomic_write_text', 'atomic_write_json', 'save_state', 'read_state_header', 'load_state', 'read_checkpoint',
+           'checkpoint_config', 'load_cached_state', 'image_grid', 'show_images', 'save_image_grid']
 
 # %% ../nbs/00_core.ipynb #636ad0aa
 MAX_SEED = 2**32 - 1
@@ -76,6 +76,24 @@ def get_device(device:str|torch.device='auto', # 'auto' picks CUDA when present;
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for, but torch sees no CUDA device here; use device='cpu' or 'auto'")
     return dev
+
+# %% ../nbs/00_core.ipynb #a2a8e31b
+TORCHRUN_ENV = ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'LOCAL_WORLD_SIZE', 'GROUP_RANK', 'GROUP_WORLD_SIZE', 'ROLE_RANK', 'ROLE_NAME',
+                'ROLE_WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT', 'TORCHELASTIC_RUN_ID', 'TORCHELASTIC_RESTART_COUNT',
+                'TORCHELASTIC_MAX_RESTARTS', 'TORCHELASTIC_USE_AGENT_STORE', 'TORCHELASTIC_ERROR_FILE', 'TORCH_NCCL_ASYNC_ERROR_HANDLING')
+
+def world_info(env:dict|None=None, # The environment; None for `os.environ`
+              ) -> tuple[int, int, int]:
+    "`(rank, world_size, local_rank)` of this process, from torchrun's environment; `(0, 1, 0)` outside torchrun."
+    env = os.environ if env is None else env
+    try: return int(env.get('RANK', 0)), int(env.get('WORLD_SIZE', 1)), int(env.get('LOCAL_RANK', 0))
+    except ValueError: raise ValueError(f"torchrun's RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers, got "
+                                        f"{[env.get(k) for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')]}") from None
+
+def local_env(env:dict|None=None) -> dict:
+    "A copy of the environment without torchrun's variables: for a run that one process starts on its own (a teacher, say)."
+    env = os.environ if env is None else env
+    return {k: v for k, v in env.items() if k not in TORCHRUN_ENV}
 
 # %% ../nbs/00_core.ipynb #abc0caa5
 def check_positive(name:str, # The parameter's name, used in the message

@@ -381,7 +381,7 @@ def check_resume(params:dict, # The parameters of the run about to resume
                          'start again with --overwrite')
     return changed
 
-# %% ../nbs/13_experiment.ipynb #92b61e03
+# %% ../nbs/13_experiment.ipynb #2c6c7556
 def find_experiment(name:str|Path, # A notebook path, or the name of a notebook in `nbs/experiments/`
                    ) -> Path:
     "Find an experiment notebook by path or by name."
@@ -440,7 +440,6 @@ def run_notebook(nb:str|Path, # An experiment notebook (path or name)
     if not out_dir or not str(out_dir).strip(): raise ValueError('out_dir is empty: give the run folder to write into')
     params = check_params(declared, dict(params or {}))
     import papermill as pm
-    from sparse_gan_nb.distributed import world_info, TORCHRUN_ENV
     full = {k: v['default'] for k, v in declared.items()} | params
     d, resume = Path(out_dir).expanduser().absolute(), full.get('resume', 'auto')
     nested = _in_process_group()  # started from inside a distributed run (its teacher, say): a run of one process
@@ -487,7 +486,7 @@ def run_dir_in(root:str|Path, # The grid's output folder
     if top not in d.parents: raise ValueError(f'run folder {rel!r} leads outside the output folder {str(root)!r}')
     return Path(root)/p
 
-# %% ../nbs/13_experiment.ipynb #46f63f90
+# %% ../nbs/13_experiment.ipynb #9808221a
 class Experiment:
     "One run of an experiment notebook: checked parameters, a locked run folder, and the steps every experiment takes the same way."
     def __init__(self, notebook:str, # The notebook's name
@@ -508,11 +507,14 @@ class Experiment:
               lock_wait:float=30., # Seconds to wait for the run folder's lock (a killed run's kernel may still be exiting)
              ) -> Experiment:
         "Check the parameters, prepare and lock the run folder, and decide whether to resume, saying so (on several processes: process 0 does, and tells the others)."
-        from sparse_gan_nb.distributed import init_distributed, broadcast_json
         declared = notebook_params(find_experiment(notebook))
         params = check_params(declared, {k: ns[k] for k in declared if k in ns})
         out = params.pop('out_dir', None)
-        rank, world, device = init_distributed(params.get('device', 'auto'))
+        rank, world, device = 0, 1, None
+        if world_info()[1] > 1:  # under torchrun: join the others (torch.distributed is imported only then)
+            from sparse_gan_nb.distributed import init_distributed, broadcast_json
+            rank, world, device = init_distributed(params.get('device', 'auto'))
+        else: broadcast_json = lambda obj: obj  # one process: nobody to tell
         if world > 1 and not out: raise ValueError(f'a run on {world} processes needs out_dir, the run folder they share')
         d = Path(tempfile.mkdtemp(prefix='sgn-run-')) if not out else Path(out).expanduser().absolute()
         lock = folder = None
@@ -548,8 +550,9 @@ class Experiment:
     def is_main(self) -> bool: return self.rank == 0
     def barrier(self):
         "Wait for every process of the run (nothing to wait for in one)."
-        from sparse_gan_nb.distributed import barrier
-        barrier()
+        if self.world > 1:
+            from sparse_gan_nb.distributed import barrier
+            barrier()
 
     @property
     def checkpoint(self) -> Path|None: return self.folder.checkpoint

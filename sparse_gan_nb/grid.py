@@ -14,10 +14,11 @@ from .experiment import (folder_state, run_notebook, run_dir_in, notebook_params
                                       RunLock, RunLockedError, CLAIM_FILE, LOCK_FILE)
 
 # %% auto #0
-__all__ = ['SPEC_KEYS', 'BLOCK_KEYS', 'INDEX_ENV', 'GridRun', 'read_spec', 'expand', 'run_state', 'run_index', 'torchrun_command',
-           'index_from_env', 'grid_command', 'run_jobs', 'write_sbatch', 'run_submitit', 'run_ray', 'list_runs']
+__all__ = ['SPEC_KEYS', 'BLOCK_KEYS', 'INDEX_ENV', 'GridRun', 'read_spec', 'parse_value', 'resolve_spec', 'expand', 'run_state',
+           'run_index', 'torchrun_command', 'index_from_env', 'write_snapshot', 'grid_command', 'run_jobs',
+           'write_sbatch', 'run_submitit', 'run_ray', 'list_runs']
 
-# %% ../nbs/16_grid.ipynb #49f6e90d
+# %% ../nbs/16_grid.ipynb #21576cb6
 SPEC_KEYS, BLOCK_KEYS = ('notebook', 'out', 'name', 'params', 'block'), ('notebook', 'name', 'tag')
 
 @dataclass
@@ -30,39 +31,57 @@ class GridRun:
     params:dict # Its parameters
     tag:str='' # Its block's label
 
-def read_spec(path:str|Path, # A TOML grid spec
+def read_spec(path:str|Path, # A TOML grid spec (or a snapshot, `.json`)
              ) -> dict:
-    "The spec in a TOML file, with clear errors for a missing or malformed file."
+    "The spec in a TOML file (or a JSON snapshot), with clear errors for a missing or malformed file."
     p = Path(path).expanduser()
     if not p.is_file(): raise FileNotFoundError(f'grid spec {str(p)!r} does not exist')
-    try: return tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as e: raise ValueError(f'grid spec {str(p)!r} is not valid TOML: {e}') from None
+    try: return json.loads(p.read_text()) if p.suffix == '.json' else tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, ValueError) as e: raise ValueError(f'grid spec {str(p)!r} is not valid {p.suffix[1:].upper() or "TOML"}: {e}') from None
 
-def _sub_out(v, out:Path): return v.replace('{out}', str(out)) if isinstance(v, str) else v
+def parse_value(text:str):
+    "A command-line value as TOML reads it (`4000`, `0.5`, `true`, `[1, 2]`, `\"x\"`), or else the text itself."
+    try: return tomllib.loads(f'v = {text}')['v']
+    except tomllib.TOMLDecodeError: return text
+
+def resolve_spec(spec:dict, # A spec, as `read_spec` returns it
+                 out:str|Path|None=None, # Another output folder than the spec's
+                 overrides:dict|None=None, # Shared parameters to set (`sgn grid --set NAME VALUE`)
+                ) -> dict:
+    "The spec with its output folder made absolute and `overrides` in its shared parameters: what a snapshot holds."
+    bad = [k for k in spec if k not in SPEC_KEYS]
+    if bad: raise ValueError(f"grid spec: unknown key {bad[0]!r}; a spec has {', '.join(SPEC_KEYS)}")
+    if not (out or spec.get('out')): raise ValueError('grid spec: no output folder: give `out = "runs/..."` in the spec, or --out')
+    if not isinstance(spec.get('params', {}), dict): raise ValueError('grid spec: [params] must be a table of parameters')
+    return dict(spec, out=str(Path(out or spec['out']).expanduser().absolute()), params=spec.get('params', {}) | dict(overrides or {}))
+
+def _fill(params:dict, out:Path, block:int) -> dict:
+    "Fill `{out}` and `{name}` of another parameter into string values (`d_width = \"{width}\"`)."
+    def one(k, v):
+        if not isinstance(v, str) or '{' not in v: return v
+        try: return v.format(**params, out=out)
+        except (KeyError, IndexError, ValueError) as e: raise ValueError(f'grid spec, block {block}: {k} = {v!r} refers to {e}, which the run does not have') from None
+    return {k: one(k, v) for k, v in params.items()}
 
 def expand(spec:dict, # A grid spec, as `read_spec` returns it
            out:str|Path|None=None, # The output folder; None for the spec's `out`
            check:bool=True, # Check every run's parameters against its notebook
           ) -> list[GridRun]:
     "The grid's runs, in order: each block's list-valued keys crossed in the order written."
-    bad = [k for k in spec if k not in SPEC_KEYS]
-    if bad: raise ValueError(f"grid spec: unknown key {bad[0]!r}; a spec has {', '.join(SPEC_KEYS)}")
-    if not (out or spec.get('out')): raise ValueError('grid spec: no output folder: give `out = "runs/..."` in the spec, or --out')
-    out = Path(out or spec['out']).expanduser().absolute()
-    shared, blocks = spec.get('params', {}), spec.get('block', [{}])
-    if not isinstance(shared, dict): raise ValueError('grid spec: [params] must be a table of parameters')
+    spec = resolve_spec(spec, out)
+    out, shared, blocks = Path(spec['out']), spec['params'], spec.get('block', [{}])
     if not isinstance(blocks, list) or not all(isinstance(b, dict) for b in blocks): raise ValueError('grid spec: block must be [[block]] tables')
     runs = []
     for bi, block in enumerate(blocks):
         nb, pattern, tag = block.get('notebook', spec.get('notebook')), block.get('name', spec.get('name')), block.get('tag', '')
         if not nb: raise ValueError(f'grid spec, block {bi}: no notebook: give `notebook = "..."` in the spec or the block')
         if not pattern: raise ValueError(f'grid spec, block {bi}: no name pattern: give `name = "{{tag}}/seed{{seed}}"` (say) in the spec or the block')
-        vary = {k: v for k, v in block.items() if k not in BLOCK_KEYS}
+        vary = shared | {k: v for k, v in block.items() if k not in BLOCK_KEYS}
         crossed = {k: v for k, v in vary.items() if isinstance(v, list)}
         empty = [k for k, v in crossed.items() if not v]
         if empty: raise ValueError(f'grid spec, block {bi}: {empty[0]} is an empty list, so the block has no run')
         for combo in itertools.product(*crossed.values()):
-            params = {k: _sub_out(v, out) for k, v in (shared | vary | dict(zip(crossed, combo))).items()}
+            params = _fill(vary | dict(zip(crossed, combo)), out, bi)
             folder = run_dir_in(out, pattern, **params, tag=tag)
             runs.append(GridRun(len(runs), folder.relative_to(out).as_posix(), folder, nb, params, tag))
     seen = {}
@@ -136,7 +155,7 @@ def torchrun_command(nproc:int, # Processes on this machine
     "The torchrun command that runs `sgn ...` on `nproc` processes of this machine."
     return [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', str(nproc), '-m', 'sparse_gan_nb.cli', *map(str, sgn_args)]
 
-# %% ../nbs/16_grid.ipynb #00c59558
+# %% ../nbs/16_grid.ipynb #86e5c2b8
 INDEX_ENV = ('SGN_INDEX', 'SLURM_ARRAY_TASK_ID', 'JOB_COMPLETION_INDEX')
 
 def index_from_env(env:dict|None=None) -> int:
@@ -147,13 +166,25 @@ def index_from_env(env:dict|None=None) -> int:
     try: return int(env[k])
     except ValueError: raise ValueError(f'--index env: {k}={env[k]!r} is not a whole number') from None
 
-def grid_command(spec:str|Path, out:Path, index:int|str, nproc:int=1) -> list:
-    "The command that runs one index of the grid: what `--jobs`, the sbatch script and the adapters start."
-    return [sys.executable, '-m', 'sparse_gan_nb.cli', 'grid', str(spec), '--out', str(out), '--index', str(index)] + (['--nproc', str(nproc)] if nproc > 1 else [])
+def write_snapshot(spec:dict, # A resolved spec (`resolve_spec`)
+                   path:str|Path, # Where to write it (JSON)
+                   replace:bool=True, # Replace a snapshot that holds another grid
+                  ) -> Path:
+    "Write the resolved spec as JSON: the fixed list of runs that array tasks and workers index into."
+    path, text = Path(path), json.dumps(spec, indent=1)
+    if not replace and path.exists() and path.read_text() != text:
+        raise FileExistsError(f'{str(path)!r} holds another grid, which an array may be running against: use another --out, or remove the file')
+    return atomic_write_text(path, text)
 
-def run_jobs(spec:str|Path, # The spec file
+def grid_command(snapshot:str|Path, # A snapshot written by `write_snapshot`
+                 index:int|str, # The index, or 'env'
+                 nproc:int=1, # Processes per run
+                ) -> list:
+    "The command that runs one index of a grid: what `--jobs`, the sbatch script and the adapters start."
+    return [sys.executable, '-m', 'sparse_gan_nb.cli', 'grid', str(snapshot), '--index', str(index)] + (['--nproc', str(nproc)] if nproc > 1 else [])
+
+def run_jobs(snapshot:str|Path, # The grid's snapshot
              runs:list, # Its runs (`expand`)
-             out:Path, # Its output folder
              jobs:int=1, # Runs at a time
              nproc:int=1, # Processes per run
              echo=print, # Where each run's outcome goes
@@ -164,7 +195,7 @@ def run_jobs(spec:str|Path, # The spec file
         if r.index not in todo: done[r.index] = f'{r.index} {r.name}: skipped (finished already)'; echo(done[r.index])
     while todo or running:
         while todo and len(running) < jobs:
-            i = todo.pop(0); running[i] = subprocess.Popen(grid_command(spec, out, i, nproc), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            i = todo.pop(0); running[i] = subprocess.Popen(grid_command(snapshot, i, nproc), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         for i, p in list(running.items()):
             if p.poll() is None: continue
             lines = [l for l in p.stdout.read().splitlines() if l.startswith(f'{i} ')]
@@ -173,9 +204,9 @@ def run_jobs(spec:str|Path, # The spec file
         time.sleep(0.2)
     return done
 
-def write_sbatch(spec:str|Path, # The spec file
+def write_sbatch(spec:dict, # A resolved spec (`resolve_spec`)
                  runs:list, # Its runs
-                 out:Path, # Its output folder
+                 stem:str='grid', # The name of the snapshot and the script: OUT/{stem}.json, OUT/{stem}.sbatch
                  partition:str|None=None, # SLURM partition
                  gpus:int|None=None, # GPUs per array task
                  cpus:int|None=None, # CPUs per array task
@@ -183,40 +214,37 @@ def write_sbatch(spec:str|Path, # The spec file
                  max_parallel:int|None=None, # Array tasks running at once
                  nproc:int=1, # Processes per run (torchrun inside the task)
                 ) -> Path:
-    "Snapshot the spec into `out/grid.toml` and write `out/grid.sbatch`, a job array of one task per run, against the snapshot."
-    out.mkdir(parents=True, exist_ok=True)
-    snap, text = out/'grid.toml', Path(spec).read_text()
-    if snap.exists() and snap.read_text() != text and Path(spec).resolve() != snap.resolve():
-        raise FileExistsError(f'{str(snap)!r} holds another spec, which an array may be running against: use another out folder, or remove it')
-    atomic_write_text(snap, text)
+    "Snapshot the spec into `OUT/{stem}.json` and write `OUT/{stem}.sbatch`: a job array of one task per run, against the snapshot."
+    out = Path(spec['out']); out.mkdir(parents=True, exist_ok=True)
+    snap = write_snapshot(spec, out/f'{stem}.json', replace=False)
     n = len(runs)
     opts = [f'--job-name=sgn-{out.name}', f"--array=0-{n - 1}{f'%{max_parallel}' if max_parallel else ''}", f'--output={out}/.slurm/%A_%a.out',
             '--requeue', f'--chdir={Path.cwd()}'] + [f'--{k}={v}' for k, v in (('partition', partition), ('gpus-per-task', gpus),
             ('cpus-per-task', cpus), ('time', time_limit)) if v]
     (out/'.slurm').mkdir(exist_ok=True)
     body = ['#!/bin/bash', *[f'#SBATCH {o}' for o in opts],
-            f'# {n} runs of {shlex.quote(str(Path(spec)))}, snapshot in {snap}; a requeued task continues its run from its checkpoint',
-            'export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}', 'exec ' + shlex.join(grid_command(snap, out, 'env', nproc))]
-    return atomic_write_text(out/'grid.sbatch', '\n'.join(body) + '\n')
+            f'# {n} runs; array task i runs index i of the snapshot {snap}; a requeued task continues its run from its checkpoint',
+            'export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}', 'exec ' + shlex.join(grid_command(snap, 'env', nproc))]
+    return atomic_write_text(out/f'{stem}.sbatch', '\n'.join(body) + '\n')
 
-# %% ../nbs/16_grid.ipynb #bed34869
+# %% ../nbs/16_grid.ipynb #1439d7ec
 def _run_command(cmd:list) -> str:
     "Run one index's command; its last line (the outcome)."
     p = subprocess.run(cmd, capture_output=True, text=True)
     lines = p.stdout.strip().splitlines()
     return lines[-1] if lines else f'failed (exit {p.returncode}): {p.stderr.strip()[-300:]}'
 
-def run_submitit(spec:str|Path, runs:list, out:Path, nproc:int=1, local:bool=False, **slurm) -> list:
+def run_submitit(snapshot:str|Path, runs:list, nproc:int=1, local:bool=False, **slurm) -> list:
     "Run the unfinished indices as one submitit job array (on SLURM; `local=True` runs them here, as submitit's tests do)."
     try: import submitit
     except ImportError: raise ImportError('--submitit needs submitit: pip install "sparse-gan-nb[slurm]"') from None
     todo = [r.index for r in runs if folder_state(r.folder) != 'finished']
-    ex = (submitit.LocalExecutor if local else submitit.AutoExecutor)(folder=str(out/'.submitit'))
+    ex = (submitit.LocalExecutor if local else submitit.AutoExecutor)(folder=str(Path(snapshot).parent/'.submitit'))
     if not local: ex.update_parameters(**{k: v for k, v in slurm.items() if v is not None})
-    jobs = ex.map_array(_run_command, [grid_command(spec, out, i, nproc) for i in todo])
+    jobs = ex.map_array(_run_command, [grid_command(snapshot, i, nproc) for i in todo])
     return [j.result() for j in jobs]
 
-def run_ray(spec:str|Path, runs:list, out:Path, address:str|None=None, nproc:int=1, gpus:float=0, **init_kw) -> list:
+def run_ray(snapshot:str|Path, runs:list, address:str|None=None, nproc:int=1, gpus:float=0, **init_kw) -> list:
     "Run the unfinished indices as Ray tasks (`address='auto'` joins a running cluster; None starts a local one)."
     try: import ray
     except ImportError: raise ImportError('--ray needs ray: pip install "sparse-gan-nb[ray]"') from None
@@ -224,7 +252,7 @@ def run_ray(spec:str|Path, runs:list, out:Path, address:str|None=None, nproc:int
     ray.init(address=address, **init_kw)
     try:
         task = ray.remote(num_cpus=1, num_gpus=gpus)(_run_command)
-        return ray.get([task.remote(grid_command(spec, out, i, nproc)) for i in todo])
+        return ray.get([task.remote(grid_command(snapshot, i, nproc)) for i in todo])
     finally: ray.shutdown()
 
 # %% ../nbs/16_grid.ipynb #0f89e0ab

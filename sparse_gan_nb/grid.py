@@ -102,7 +102,7 @@ def _check_runs(runs:list, out:Path):
             if str(out) not in str(e): raise FileNotFoundError(f'grid run {r.index} ({r.name}): {e}') from None
         except (ValueError, TypeError) as e: raise type(e)(f'grid run {r.index} ({r.name}): {e}') from None
 
-# %% ../nbs/16_grid.ipynb #56b768c0
+# %% ../nbs/16_grid.ipynb #4f45658a
 def _holder(folder:Path, fname:str) -> dict|None:
     "Who holds the lock file `fname` of `folder` now (a dict), or None when nobody does."
     if not (folder/fname).exists(): return None
@@ -132,7 +132,7 @@ def run_index(runs:list, # The grid's runs (`expand`)
     r = runs[i]
     if folder_state(r.folder) == 'finished': return 'skipped', 'finished already'
     r.folder.mkdir(parents=True, exist_ok=True)
-    claim = RunLock(r.folder, fname=CLAIM_FILE)
+    claim = RunLock(r.folder, wait=2., fname=CLAIM_FILE)  # a moment's wait: `--list` takes the claim for an instant to see if it is free
     try: claim.acquire()
     except RunLockedError:
         h = claim.holder(); return 'skipped', f"another worker has it (process {h.get('pid', '?')} on {h.get('host', '?')})"

@@ -98,13 +98,15 @@ def test_two_workers_one_run(toy):
     assert sum(': done (' in o for o in outs) == 1 and sum('skipped (another worker has it (process' in o for o in outs) == 1, outs
 
 def test_killed_worker_is_taken_over(toy):
-    "kill -9 of a worker in the middle of its run: the next worker takes the run over and continues it from its checkpoint."
+    "--list says a run is running while a worker has it; after kill -9 of the worker, the next one takes the run over and continues it."
     (toy/'slow.toml').write_text(SPEC.replace('n_iter = 3', 'n_iter = 30\nsleep = 0.3'))
     w = subprocess.Popen([sys.executable, '-m', 'sparse_gan_nb.cli', 'grid', 'slow.toml', '--index', '1'], cwd=toy, start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ, OMP_NUM_THREADS='1'))
     ck, t0 = toy/'runs'/'toy'/'a/lr0.1/seed1'/'checkpoint.safetensors', time.time()
     while not ck.exists() and time.time() - t0 < 120: time.sleep(0.2)
     assert ck.exists()
+    states = sgn(toy, 'grid', 'slow.toml', '--list').stdout.splitlines()
+    assert states[1].split()[1] == 'running' and states[0].split()[1:3] == ['to', 'do'], states
     os.killpg(w.pid, signal.SIGKILL); w.wait()
     p = sgn(toy, 'grid', 'slow.toml', '--index', '1')
     assert p.returncode == 0 and 'done (continued from its checkpoint' in p.stdout, p.stdout + p.stderr

@@ -17,11 +17,12 @@ from .core import *
 
 # %% auto #0
 __all__ = ['RUN_MARKER', 'LOCK_FILE', 'METRICS_FILE', 'CLAIM_FILE', 'RANKS_DIR', 'RESUME_MODES', 'PARENT_GONE_EXIT', 'DATASETS',
-           'PATH_DATASETS', 'MIXTURE_DATASETS', 'MODEL_NAMES', 'LOSSES', 'METRIC_NAMES', 'MODE_DATASETS', 'PARAMS',
-           'RESUME_MAY_CHANGE', 'PARENT_ENV', 'folder_state', 'read_marker', 'RunLockedError', 'RunLock',
-           'die_with_parent', 'RunFolder', 'prepare_run_dir', 'run_info', 'write_metrics', 'read_parameters',
-           'notebook_params', 'convert_param', 'ParamSpec', 'check_params', 'check_resume', 'find_experiment',
-           'run_notebook', 'run_dir_in', 'Experiment', 'collect_runs', 'run_states', 'markdown_table']
+           'PATH_DATASETS', 'MIXTURE_DATASETS', 'MODEL_NAMES', 'GENOTYPE_NAMES', 'SEARCH_PRESET_NAMES', 'LOSSES',
+           'METRIC_NAMES', 'MODE_DATASETS', 'PARAMS', 'RESUME_MAY_CHANGE', 'PARENT_ENV', 'folder_state', 'read_marker',
+           'RunLockedError', 'RunLock', 'die_with_parent', 'RunFolder', 'prepare_run_dir', 'run_info', 'write_metrics',
+           'read_parameters', 'notebook_params', 'convert_param', 'ParamSpec', 'check_params', 'check_resume',
+           'find_experiment', 'run_notebook', 'run_dir_in', 'Experiment', 'collect_runs', 'run_states',
+           'markdown_table']
 
 # %% ../nbs/13_experiment.ipynb #6ec5de19
 RUN_MARKER, LOCK_FILE, METRICS_FILE = '.sgn-run', '.sgn-lock', 'metrics.json'
@@ -301,10 +302,15 @@ def _check_checkpoints(n, v):
         if not isinstance(cfg.get('model'), dict): raise ValueError(f"{n}: checkpoint {p!r} names no model (config['model']), so it cannot be rebuilt")
     return v
 
-# %% ../nbs/13_experiment.ipynb #18bda3a7
+# %% ../nbs/13_experiment.ipynb #4ed2d45f
 DATASETS = ('digits', 'stacked_digits', 'ring8', 'grid25', 'cifar10', 'stl10', 'folder')  # data.DATA_NAMES
 PATH_DATASETS, MIXTURE_DATASETS = ('cifar10', 'stl10', 'folder'), ('ring8', 'grid25')
-MODEL_NAMES = ('dcgan', 'sngan', 'biggan', 'mlp')  # the built-in families of models.MODEL_FAMILIES
+MODEL_NAMES = ('dcgan', 'sngan', 'biggan', 'mlp', 'alphagan', 'alphagan_super')  # the built-in families of models.MODEL_FAMILIES
+GENOTYPE_NAMES, SEARCH_PRESET_NAMES = ('alphaGAN_l', 'alphaGAN_s'), ('smoke', 'cpu', 'alphagan_s', 'alphagan_l')  # search.PUBLISHED, SEARCH_PRESETS
+
+def _check_genotype(n, v):
+    if v in GENOTYPE_NAMES or Path(v).expanduser().is_file(): return v
+    raise ValueError(f'{n} must be a published genotype ({", ".join(GENOTYPE_NAMES)}) or an existing genotype.json file, got {v!r}')
 LOSSES = ('hinge', 'ns', 'ls')  # losses.gan_losses
 METRIC_NAMES, MODE_DATASETS = ('fid', 'is', 'kid', 'pr', 'dc', 'modes'), ('stacked_digits', 'ring8', 'grid25')  # evaluate.METRICS, MODE_DATA
 
@@ -333,6 +339,10 @@ PARAMS = dict(
     lam=_spec(_check_lam, -1., 'a finite number >= 0'), stage1=_when(),
     stage1_ckpt=_spec(_check_checkpoints, '/no/such/stage1.safetensors', 'a checkpoint'), teacher_bn=_choice('batch', 'running'),
     weighted=_anything(), init_D=_anything(),
+    # architecture search (alphagan_search) and searched generators
+    genotype=_spec(_check_genotype, '/no/such/genotype.json', f"a published genotype ({', '.join(GENOTYPE_NAMES)}) or a genotype.json file"),
+    preset=_choice(*SEARCH_PRESET_NAMES), rounds=_count(), every=_count(), worst_steps=_count(), outer_steps=_count(),
+    arch_lr=_positive_number(), n_cells=_count(), arch_frac=_fraction(), gumbel_t=_positive_number(), unrolled=_anything(),
 )
 
 def _cross_checks(p:dict):
@@ -342,6 +352,11 @@ def _cross_checks(p:dict):
         raise ValueError(f"dataset={ds!r} is read from a local folder: give data_path (this library never downloads data)")
     if ds is not None and ds not in PATH_DATASETS and p.get('data_path'):
         raise ValueError(f"dataset={ds!r} is built in and takes no data_path (got {p['data_path']!r}); data_path is for {', '.join(PATH_DATASETS)}")
+    key = 'model' if 'model' in p else 'teacher_model'
+    if p.get(key) == 'alphagan' and not p.get('genotype'):
+        raise ValueError(f"{key}='alphagan' is a searched generator: give genotype (alphaGAN_l, alphaGAN_s, or the genotype.json of a search)")
+    if p.get('genotype') and p.get(key, 'alphagan') != 'alphagan':
+        raise ValueError(f"genotype is for {key}='alphagan'; {key}={p[key]!r} takes none")
     ms = [] if p.get('eval_metrics', 'auto') == 'auto' else [m.strip() for m in p['eval_metrics'].split(',')]
     if 'modes' in ms and ds not in MODE_DATASETS:
         raise ValueError(f"eval_metrics asks for 'modes', which is defined for {', '.join(MODE_DATASETS)}, not for dataset={ds!r}; leave it out, or use auto")
@@ -363,8 +378,8 @@ def check_params(declared:dict, # From `notebook_params`
     _cross_checks(full)
     return out
 
-# %% ../nbs/13_experiment.ipynb #6190a028
-RESUME_MAY_CHANGE = ('n_iter', 'device', 'resume', 'out_dir', 'log_every', 'sample_every', 'ckpt_every', 'eval_every', 'eval_n', 'eval_metrics')
+# %% ../nbs/13_experiment.ipynb #59d6c09a
+RESUME_MAY_CHANGE = ('n_iter', 'rounds', 'device', 'resume', 'out_dir', 'log_every', 'sample_every', 'ckpt_every', 'eval_every', 'eval_n', 'eval_metrics')
 
 def check_resume(params:dict, # The parameters of the run about to resume
                  before:dict, # The parameters the checkpoint was written with
@@ -558,7 +573,7 @@ class Experiment:
     def checkpoint(self) -> Path|None: return self.folder.checkpoint
     def __repr__(self): return f'Experiment({self.notebook!r}, {str(self.dir)!r}, resume={self.folder.resume})'
 
-# %% ../nbs/13_experiment.ipynb #dcdb59f5
+# %% ../nbs/13_experiment.ipynb #68efea1c
 @patch
 def dls(self:Experiment):
     "The run's seeded data loaders (built once)."
@@ -576,8 +591,10 @@ def models(self:Experiment, **kw):
     p, dls = self.p, self.dls()
     set_seed(p.seed)
     if self.checkpoint is not None and not kw: return models_from_config(checkpoint_config(self.checkpoint)['model'])
+    own = (dict(genotype=p.genotype) if p.model == 'alphagan' else
+           dict(n_cells=p.get('n_cells', 3), gumbel_t=p.get('gumbel_t')) if p.model == 'alphagan_super' else {})
     return get_models(p.model, **dict(nz=p.nz, img_size=p.img_size, nc=dls.nc, width=p.width, d_width=p.d_width,
-                                      n_classes=dls.n_classes if p.get('conditional') else 0) | kw)
+                                      n_classes=dls.n_classes if p.get('conditional') else 0) | own | kw)
 
 @patch
 def evaluator(self:Experiment):

@@ -350,13 +350,14 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x, y=None): return self.net(x).view(len(x))
 
-# %% ../nbs/02_models.ipynb #9d022653
+# %% ../nbs/02_models.ipynb #7beda79c
 @dataclass
 class ModelFamily:
     "A registered family of (G, D) pairs."
     build:Callable # `(nz, img_size, nc, width, d_width, n_classes, **extra) -> (G, D)`
     nz:int # The family's usual noise size
     conditional:str # 'never', 'optional' or 'always' class-conditional
+    prepare:Callable|None=None # `(**extra) -> extra`: the family's own arguments as the plain data its config keeps
 
 MODEL_FAMILIES = {}
 
@@ -365,12 +366,13 @@ def register_models(name:str, # The family's name, for `get_models(name)` and ch
                     nz:int, # Its default noise size
                     conditional:str='optional', # 'never', 'optional' or 'always'
                     replace:bool=False, # Allow replacing a registered family
+                    prepare:Callable|None=None, # Turns the family's own arguments into plain data for the config (a genotype name into its ops)
                    ) -> ModelFamily:
     "Add a family of (G, D) pairs to the registry that `get_models` and `models_from_config` read."
     if not isinstance(name, str) or not name: raise ValueError(f'name must be a non-empty string, got {name!r}')
     if name in MODEL_FAMILIES and not replace: raise ValueError(f'a model family {name!r} is registered already; pass replace=True to replace it')
     if not callable(build): raise TypeError(f'build must be callable, got {type(build).__name__}')
-    fam = MODEL_FAMILIES[name] = ModelFamily(build, check_positive('nz', nz), check_choice('conditional', conditional, ('never', 'optional', 'always')))
+    fam = MODEL_FAMILIES[name] = ModelFamily(build, check_positive('nz', nz), check_choice('conditional', conditional, ('never', 'optional', 'always')), prepare)
     return fam
 
 register_models('dcgan', lambda nz, img_size, nc, width, d_width, n_classes:
@@ -383,7 +385,23 @@ register_models('biggan', lambda nz, img_size, nc, width, d_width, n_classes:
 register_models('mlp', lambda nz, img_size, nc, width, d_width, n_classes:
                 (MLPGenerator(nz, width=width), MLPDiscriminator(width=d_width)), 2, 'never')
 
-# %% ../nbs/02_models.ipynb #527d74e2
+def _alphagan(nz, img_size, nc, width, d_width, n_classes, genotype):
+    from sparse_gan_nb.search import DerivedGenerator  # the search page builds on this one, so it is imported when asked for
+    return DerivedGenerator(genotype, nz, img_size, nc, width), ResNetDiscriminator(img_size, nc, width=d_width)
+
+def _alphagan_super(nz, img_size, nc, width, d_width, n_classes, n_cells=3, gumbel_t=None):
+    from sparse_gan_nb.search import SuperGenerator
+    return SuperGenerator(nz, img_size, nc, width, n_cells, gumbel_t=gumbel_t), ResNetDiscriminator(img_size, nc, width=d_width)
+
+def _genotype_data(genotype=None, **kw) -> dict:
+    if genotype is None: raise ValueError("name='alphagan' is a searched generator: pass genotype= (alphaGAN_l, alphaGAN_s, a genotype.json path or a Genotype)")
+    from sparse_gan_nb.search import as_genotype
+    return dict(genotype=as_genotype(genotype).to_dict(), **kw)
+
+register_models('alphagan', _alphagan, 128, 'never', prepare=_genotype_data)
+register_models('alphagan_super', _alphagan_super, 128, 'never')
+
+# %% ../nbs/02_models.ipynb #793557b5
 _COMMON = ('nz', 'img_size', 'nc', 'width', 'd_width', 'n_classes')
 
 def get_models(name:str, # A registered family: 'dcgan', 'sngan', 'biggan', 'mlp', or one of `register_models`
@@ -408,6 +426,7 @@ def get_models(name:str, # A registered family: 'dcgan', 'sngan', 'biggan', 'mlp
     if not any(p.kind == p.VAR_KEYWORD for p in takes.values()):
         bad = [k for k in extra if k not in takes]
         if bad: raise ValueError(f"model family {name!r} takes no argument {bad[0]!r}; it takes {', '.join(k for k in takes)}")
+    if fam.prepare is not None: extra = fam.prepare(**extra)
     G, D = fam.build(nz=nz, img_size=img_size, nc=nc, width=width, d_width=d_width, n_classes=n_classes, **extra)
     G.model_config = D.model_config = dict(name=name, nz=nz, img_size=img_size, nc=nc, width=float(width), d_width=float(d_width),
                                            n_classes=n_classes, **extra)

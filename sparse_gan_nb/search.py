@@ -547,7 +547,7 @@ def draw(self:ArchitectureSearch) -> tuple:
     n = len(x) * L.world_size
     return x, torch.randn(n, L.G.nz, generator=self.noise)[L.part(n)].to(x.device)
 
-# %% ../nbs/08_search.ipynb #aa9473cf
+# %% ../nbs/08_search.ipynb #4e142c75
 @patch
 def round(self:ArchitectureSearch):
     "One duality-gap round: worst-case copies, then `outer_steps` α steps; everything but α is put back."
@@ -583,7 +583,8 @@ def arch_loss(self:ArchitectureSearch, learn) -> torch.Tensor:
     else:
         with G.arch_mode(self.noise): minmax, corr = gan_value(G, D_w, x, z, lf), None
     dg = minmax - maxmin
-    self._terms = tuple(float(t.detach()) for t in (dg, minmax, maxmin))
+    t = torch.stack([dg.detach(), minmax.detach(), maxmin.detach()])
+    self._terms = tuple((t if learn.comm is None else learn.comm.mean(t)).tolist())  # over the global batch on several processes
     if corr is None: return dg
     extra = sum((a * c).sum() for a, c in zip(arch_parameters(G), corr))
     return dg + extra - extra.detach()  # the value of DG, the gradient of DG plus the second-order term

@@ -75,6 +75,10 @@ def main(cfg_path):
     if cfg.get('model', 'mlp') == 'mlp': G, D = get_models('mlp', nz=4, width=0.25)
     else: G, D = get_models('dcgan', nz=16, img_size=16, nc=1, width=0.25)
     if cfg.get('arch'): G = ArchG(G)
+    if cfg.get('search'):  # alphaGAN's search: a tiny supernet, α trained on its half of the training split
+        from sparse_gan_nb.search import ArchitectureSearch, split_train
+        G, D = get_models('alphagan_super', nz=16, img_size=16, nc=1, width=1/64, d_width=1/8)
+        dls, arch = split_train(dls)
     cbs, masks = [], []
     for net, sp in (cfg.get('sparse') or {}).items():
         sched = Explore(sp['delta_t'], 0.3, t_max=cfg.get('t_max', 1.), growth=sp['growth']) if sp.get('growth') else None
@@ -83,12 +87,13 @@ def main(cfg_path):
     if masks: cbs.append(SparseStatsCallback(br_every=2))
     if cfg.get('teacher'): cbs.append(TeacherDiscriminatorLoss(load_teacher(cfg['teacher'], dls).D, lam=0.5, start=0.3))
     if cfg.get('arch'): cbs.append(ArchStep())
+    if cfg.get('search'): cbs.append(search := ArchitectureSearch.from_preset(arch, 'smoke'))
     if cfg.get('nan_at'): cbs.append(NaNOn(*cfg['nan_at']))
     if cfg.get('run_dir'): cbs.append(CheckpointCallback(every=cfg.get('ckpt_every')))
     if cfg.get('eval'): cbs.append(EvalCallback(every=10**6, n_samples=cfg['eval'], evaluator=Evaluator('ring8', n_samples=cfg['eval'], metrics=('fid', 'pr', 'modes'))))
     if cfg.get('rank_dependent_growth'): rank_dependent_growth()
     agree = Agreement(); cbs.append(agree)
-    learn = distribute(GANLearner(dls, G, D, n_critic=cfg.get('n_critic', 1), ema=0.9, run_dir=cfg.get('run_dir'), log_every=1,
+    learn = distribute(GANLearner(dls, G, D, n_critic=cfg.get('n_critic', 1), ema=None if cfg.get('search') else 0.9, run_dir=cfg.get('run_dir'), log_every=1,
                                   lr_g=1e-3, lr_d=1e-3, betas=(0.5, 0.999), cbs=cbs, config=dict(model=G.model_config, data=dict(name='ring8'))))
     res, t0 = dict(rank=rank, world=world), time.time()
     try:
@@ -102,12 +107,13 @@ def main(cfg_path):
     rows = learn.history.rows
     res['loss_d'] = [r['loss_d'] for r in rows]; res['loss_g'] = [r['loss_g'] for r in rows]
     res['iters'] = [r['iter'] for r in rows]
-    params = lambda m: {k: v.detach().clone() for k, v in m.named_parameters()}  # BatchNorm's running statistics are per process
+    params = lambda m: {} if m is None else {k: v.detach().clone() for k, v in m.named_parameters()}  # BatchNorm's running statistics are per process
     res['G'], res['D'], res['G_ema'] = params(learn.G), params(learn.D), params(learn.G_ema)
     res['masks'] = {cb.net: [m.clone() for m in cb.sparse.masks.values()] for cb in masks if cb.sparse is not None}
     res['versions'] = {cb.net: len(cb.updates) for cb in masks}
     res['update_iters'] = {cb.net: [u['iter'] for u in cb.updates] for cb in masks}
     res['checks'] = agree.checks
+    if cfg.get('search'): res['rounds'] = [r['dg'] for r in search.rounds]
     res['metrics'] = {k: v for k, v in getattr(learn, 'final_metrics', {}).items() if isinstance(v, (int, float))}
     if cfg.get('eval_fixed'):  # the evaluation of one fixed generator, shared over the processes
         torch.manual_seed(123); Gf, _ = get_models('mlp', nz=4, width=0.25)

@@ -128,6 +128,15 @@ def test_searched_sparse_student_with_teacher_two_processes(tmp_path, teacher):
     for net in ('G', 'D'): assert max_diff(one[net], two[net]) < 1e-5, net
     assert masks_equal(one['masks'], two['masks'])
 
+def test_architecture_search_two_processes(tmp_path):
+    "alphaGAN's rounds on 2 processes: worst-case copies and α steps see each process's share, with gradients averaged, so every process holds the same α, G and D after every batch."
+    two, two1 = launch(tmp_path, 2, 'search2', n_iter=4, data='digits', bs=16, n_critic=5, search=True)
+    assert 'error' not in two, two['error']
+    assert len(two['checks']) == 20 and all(two['checks']) and all(two1['checks'])
+    assert len(two['rounds']) == 4 and two['rounds'] == two1['rounds']  # the same DG, averaged over the processes
+    assert all((two['G'][k] != 0).any() for k in two['G'] if k.startswith('alpha.'))
+    for net in ('G', 'D'): assert same(two[net], two1[net])
+
 def test_sgn_run_on_two_processes(tmp_path):
     "sgn run --nproc 2: process 0 writes the run folder; process 1 adds only its executed notebook, in .ranks/."
     from sparse_gan_nb.experiment import RUN_MARKER, LOCK_FILE

@@ -654,7 +654,7 @@ def fit(self:Experiment, learn, # The run's learner
     print(f'{learn.g_iter} generator steps; {learn.train_time:.1f} s of training in all' + (f', over {learn.resumes + 1} sessions' if learn.resumes else ''))
     return learn
 
-# %% ../nbs/13_experiment.ipynb #7288c4de
+# %% ../nbs/13_experiment.ipynb #6b015503
 @patch
 def plot(self:Experiment, learn, # The trained learner
          *panels, # More panels: functions `(ax) -> None` that draw the method's own pictures
@@ -686,7 +686,7 @@ def finish(self:Experiment, learn, # The trained learner (the last one, for a me
     rows, G = learn.history.rows, learn.G
     last = next((r for r in reversed(rows) if 'loss_d' in r), {})
     z = torch.zeros(1, G.nz, device=next(G.parameters()).device)
-    size = dict(params_G=count_params(G), params_D=count_params(learn.D),
+    size = dict(params_G=count_params(G, False), params_D=count_params(learn.D, False),  # every parameter, trained by the last step or not
                 macs_G=count_macs(G, z, *([torch.zeros(1, dtype=torch.long, device=z.device)] if G.n_classes else [])))
     scores = {k: v for k, v in getattr(learn, 'final_metrics', {}).items() if k != 'iter'}
     from sparse_gan_nb.evaluate import EvalCallback

@@ -2,7 +2,7 @@
 import json, os, subprocess, sys
 from pathlib import Path
 import pytest, torch
-from sparse_gan_nb.core import set_seed, read_checkpoint, CKPT_NAME
+from sparse_gan_nb.core import set_seed, CKPT_NAME
 from sparse_gan_nb.data import gan_dls
 from sparse_gan_nb.models import get_models
 from sparse_gan_nb.learner import GANLearner, CheckpointCallback

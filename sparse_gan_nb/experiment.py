@@ -378,8 +378,8 @@ def check_params(declared:dict, # From `notebook_params`
     _cross_checks(full)
     return out
 
-# %% ../nbs/13_experiment.ipynb #59d6c09a
-RESUME_MAY_CHANGE = ('n_iter', 'rounds', 'device', 'resume', 'out_dir', 'log_every', 'sample_every', 'ckpt_every', 'eval_every', 'eval_n', 'eval_metrics')
+# %% ../nbs/13_experiment.ipynb #f0ca994d
+RESUME_MAY_CHANGE = ('n_iter', 'device', 'resume', 'out_dir', 'log_every', 'sample_every', 'ckpt_every', 'eval_every', 'eval_n', 'eval_metrics', 'rounds')
 
 def check_resume(params:dict, # The parameters of the run about to resume
                  before:dict, # The parameters the checkpoint was written with

@@ -19,7 +19,7 @@ from sparse_gan_nb.losses import g_loss
 from sparse_gan_nb.sparse import SparseMaskCallback, Explore, SparseStatsCallback
 from sparse_gan_nb.distill import load_teacher, TeacherDiscriminatorLoss
 from sparse_gan_nb.evaluate import Evaluator, EvalCallback
-from sparse_gan_nb.distributed import init_distributed, distribute
+from sparse_gan_nb.distributed import init_distributed, distribute, shutdown_distributed
 
 class ArchG(nn.Module):
     "A generator with two architecture weights (as a searched generator has): its output is scaled by 1 + tanh(α).sum()."
@@ -120,5 +120,6 @@ def main(cfg_path):
         ev = Evaluator('ring8', n_samples=cfg['eval_fixed'], metrics=('fid', 'pr', 'dc', 'modes'))
         res['fixed_metrics'] = {k: v for k, v in ev.evaluate_generator(Gf, comm=learn.comm).items() if isinstance(v, (int, float)) and k != 'seconds'}
     torch.save(res, out/f'rank{rank}.pt')
+    shutdown_distributed()  # leave the process group together, also after an error (an exit with gloo's threads still up can abort)
 
 if __name__ == '__main__': main(sys.argv[1])

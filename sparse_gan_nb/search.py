@@ -496,10 +496,10 @@ def worst_case(G:nn.Module, D:nn.Module, # The pair whose opponents are wanted
         step(opt_g, lf.g_loss(D(G_w(z))), pw_g)
     return G_w.requires_grad_(False), D_w.requires_grad_(False)
 
-# %% ../nbs/08_search.ipynb #c18e3753
+# %% ../nbs/08_search.ipynb #cfcdeeda
 SEARCH_PRESETS = dict(  # D batches per round, worst-case steps, α steps, rounds, arch lr
     smoke=dict(every=5, worst_steps=2, outer_steps=2, rounds=3, arch_lr=3e-3),  # seconds: tests and docs
-    cpu=dict(every=22, worst_steps=10, outer_steps=20, rounds=80, arch_lr=3e-3),  # ~12 min on one core at 16 px, C=16
+    cpu=dict(every=22, worst_steps=10, outer_steps=20, rounds=80, arch_lr=3e-3),  # 16 px, C=16: 18-22 min on one core here (bench/results/alphagan_cpu)
     alphagan_s=dict(every=22, worst_steps=22, outer_steps=20, rounds=99, arch_lr=3e-4),  # the paper's short search
     alphagan_l=dict(every=390, worst_steps=390, outer_steps=20, rounds=99, arch_lr=3e-4),  # the paper's long search
 )

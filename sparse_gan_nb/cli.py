@@ -1,4 +1,4 @@
-"""`sgn run`, `sgn grid`, `sgn params`, `sgn collect`, `sgn eval`, `sgn convert-checkpoint`: run experiment notebooks into run folders, on one process or many, one run or a grid of them; gather and score their results, and bring old checkpoints over.
+"""`sgn run`, `sgn grid`, `sgn params`, `sgn collect`, `sgn eval`, `sgn export`, `sgn convert-checkpoint`: run experiment notebooks into run folders, on one process or many, one run or a grid of them; gather and score their results, export compact generators, and bring old checkpoints over.
 
 Docs: https://sparse-gan-nb.github.io/sparse-gan-nb/cli.html.md"""
 
@@ -14,7 +14,7 @@ from .experiment import *
 # %% auto #0
 __all__ = ['HEADLINE', 'main']
 
-# %% ../nbs/14_cli.ipynb #d525e8bb
+# %% ../nbs/14_cli.ipynb #523fcf2b
 HEADLINE = ('iterations', 'train_time_s', 'fid', 'fid_best', 'is_mean', 'modes', 'density_G', 'stored_params_G', 'params_G', 'train_flops_vs_dense')
 
 def _parser():
@@ -58,6 +58,11 @@ def _parser():
     v.add_argument('new', help='the file to write (.safetensors)')
     v.add_argument('--trust-this-file', action='store_true', help='required: reading the old file unpickles it, which runs any code it carries')
     sub.add_parser('eval', help='evaluate a checkpoint or a folder of images against a dataset (sgn eval --help)', add_help=False)
+    x = sub.add_parser('export', help="write a run's generator as a small file of non-zeros (see the deploy page)")
+    x.add_argument('run', help='a run folder (its checkpoint.safetensors) or a checkpoint file')
+    x.add_argument('out', help='the file to write (.safetensors)')
+    x.add_argument('--no-ema', action='store_true', help='export G rather than the EMA generator')
+    x.add_argument('--overwrite', action='store_true', help='replace OUT if it exists')
     return p
 
 def _run(a):
@@ -133,7 +138,15 @@ def _convert(a):
     from sparse_gan_nb.learner import convert_checkpoint
     print(f'wrote {convert_checkpoint(a.old, a.new, trust_this_file=a.trust_this_file)}')
 
-# %% ../nbs/14_cli.ipynb #719f36c8
+def _export(a):
+    from sparse_gan_nb.deploy import export_generator
+    if Path(a.out).exists() and not a.overwrite: raise FileExistsError(f'{a.out!r} exists: give a new file name, or --overwrite')
+    s = export_generator(a.run, a.out, ema=not a.no_ema)
+    print(f"wrote {s['path']}: {s['export_bytes']/1e3:.1f} kB, {s['ratio']:.3f} x the dense generator's weights "
+          f"({s['dense_bytes']/1e3:.1f} kB; the training checkpoint is {s['checkpoint_bytes']/1e3:.1f} kB); "
+          f"G density {s['density']:.3f}, {s['sparse_layers']} layers stored sparse")
+
+# %% ../nbs/14_cli.ipynb #58ca7f86
 def _eval(argv):
     from sparse_gan_nb.evaluate import evaluate_main
     try: evaluate_main(argv)
@@ -150,7 +163,7 @@ def main(argv:list|None=None, # Arguments; default `sys.argv[1:]`
     a = _parser().parse_args(argv)
     rank = world_info()[0]
     who = f'sgn {a.cmd}' + (f' (process {rank})' if rank else '')
-    try: return {'run': _run, 'grid': _grid, 'params': _params, 'collect': _collect, 'convert-checkpoint': _convert}[a.cmd](a) or 0
+    try: return {'run': _run, 'grid': _grid, 'params': _params, 'collect': _collect, 'convert-checkpoint': _convert, 'export': _export}[a.cmd](a) or 0
     except PapermillExecutionError as e:
         nb = Path(a.out_dir).absolute()/(f'.ranks/rank{rank}.ipynb' if rank else find_experiment(a.notebook).name)
         print(f"{who}: error: the notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}\n  see {nb}", file=sys.stderr)

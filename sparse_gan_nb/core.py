@@ -18,7 +18,7 @@ __all__ = ['MAX_SEED', 'TORCHRUN_ENV', 'TMP_SUFFIX', 'CKPT_KIND', 'CKPT_NAME', '
            'rng_state', 'set_rng_state', 'preserve_state', 'get_device', 'world_info', 'local_env', 'check_positive',
            'check_choice', 'check_fraction', 'check_when', 'resolve_when', 'atomic_write', 'write_error',
            'atomic_write_text', 'atomic_write_json', 'save_state', 'read_state_header', 'load_state', 'read_checkpoint',
-           'checkpoint_config', 'load_cached_state', 'image_grid', 'show_images', 'save_image_grid']
+           'checkpoint_config', 'check_state_fits', 'load_cached_state', 'image_grid', 'show_images', 'save_image_grid']
 
 # %% ../nbs/00_core.ipynb #636ad0aa
 MAX_SEED = 2**32 - 1
@@ -293,6 +293,20 @@ def checkpoint_config(path:str|Path, # A checkpoint
     except ValueError as e: raise _old_checkpoint_hint(path, e) from None
     if head['kind'] != CKPT_KIND: raise ValueError(f"checkpoint {str(path)!r} holds a {head['kind']!r}, not a {CKPT_KIND!r}")
     return _decode(head['state'].get('config', {}), {})
+
+# %% ../nbs/00_core.ipynb #f9fc861f
+def check_state_fits(module:torch.nn.Module, # The module the state should load into
+                     sd:dict, # A state dict
+                     what:str='model', # What it is, for the message
+                    ):
+    "Raise a `ValueError` naming the first tensor of `sd` that is missing, unexpected or of another shape than in `module`."
+    own = module.state_dict()
+    for k, v in own.items():
+        if k not in sd: raise ValueError(f'{what} does not fit: the checkpoint has no tensor {k!r}')
+        if tuple(sd[k].shape) != tuple(v.shape):
+            raise ValueError(f'{what} does not fit: tensor {k!r} has shape {tuple(sd[k].shape)} in the checkpoint but {tuple(v.shape)} in the model')
+    extra = [k for k in sd if k not in own]
+    if extra: raise ValueError(f'{what} does not fit: the checkpoint has a tensor {extra[0]!r} that the model lacks')
 
 # %% ../nbs/00_core.ipynb #f569b23e
 def load_cached_state(path:str|Path, # A cache file written by `save_state`

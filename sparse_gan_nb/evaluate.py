@@ -241,12 +241,12 @@ class EvalCallback(Callback):
     def state_dict(self): return dict(results=self.results)
     def load_state_dict(self, sd): self.results = list(sd['results'])
 
-# %% ../nbs/12_evaluate.ipynb #0db867e8
+# %% ../nbs/12_evaluate.ipynb #1915a4b1
 def generator_from_checkpoint(path:str|Path, # A checkpoint written by `GANLearner.save_checkpoint`
                               ema:bool=True, # Load the EMA generator when the checkpoint has one
                              ) -> tuple[nn.Module, dict]:
     "The generator of a learner checkpoint, rebuilt from its `config['model']`, and the checkpoint's config."
-    from sparse_gan_nb.learner import read_checkpoint, check_state_fits
+    from sparse_gan_nb.core import read_checkpoint, check_state_fits
     from sparse_gan_nb.models import models_from_config
     ck = read_checkpoint(path)
     cfg = dict(ck.get('config') or {})

@@ -25,8 +25,8 @@ from .losses import GANPass, get_loss, d_loss, g_loss
 
 # %% auto #0
 __all__ = ['arch_parameters', 'weight_parameters', 'set_trainable', 'GANStep', 'd_step_loss', 'g_step_loss', 'GANModule',
-           'GANLossMetric', 'GANLearner', 'sample_generator', 'HistoryCallback', 'EMACallback', 'check_state_fits',
-           'convert_checkpoint', 'CheckpointCallback', 'save_samples', 'SampleGridCallback']
+           'GANLossMetric', 'GANLearner', 'sample_generator', 'HistoryCallback', 'EMACallback', 'convert_checkpoint',
+           'CheckpointCallback', 'save_samples', 'SampleGridCallback']
 
 # %% ../nbs/04_learner.ipynb #5b2ae89a
 def arch_parameters(m:nn.Module, # A network
@@ -427,20 +427,6 @@ class EMACallback(Callback):
         w = 1. if self.learn.g_step <= self.start_step else 1 - self.decay
         for pe, p in zip(E.parameters(), G.parameters()): pe.lerp_(p.detach(), w)
         for be, b in zip(E.buffers(), G.buffers()): be.copy_(b)
-
-# %% ../nbs/04_learner.ipynb #0393130a
-def check_state_fits(module:nn.Module, # The module the state should load into
-                     sd:dict, # A state dict
-                     what:str='model', # What it is, for the message
-                    ):
-    "Raise a `ValueError` naming the first tensor of `sd` that is missing, unexpected or of another shape than in `module`."
-    own = module.state_dict()
-    for k, v in own.items():
-        if k not in sd: raise ValueError(f'{what} does not fit: the checkpoint has no tensor {k!r}')
-        if tuple(sd[k].shape) != tuple(v.shape):
-            raise ValueError(f'{what} does not fit: tensor {k!r} has shape {tuple(sd[k].shape)} in the checkpoint but {tuple(v.shape)} in the model')
-    extra = [k for k in sd if k not in own]
-    if extra: raise ValueError(f'{what} does not fit: the checkpoint has a tensor {extra[0]!r} that the model lacks')
 
 # %% ../nbs/04_learner.ipynb #8b5209a1
 def _has_state(cb): return callable(getattr(type(cb), 'state_dict', None))  # not via fastai's attribute forwarding

@@ -164,6 +164,8 @@ def to_myst(page:Page, pages:dict, doc_base:str):
             cells.append(nbformat.v4.new_markdown_cell(fix_markdown(md, page, pages, doc_base)))
     page.nb.cells = cells
     page.nb.metadata.pop('widgets', None)
+    page.nb.metadata.setdefault('kernelspec', dict(name='python3', display_name='Python 3', language='python'))
+    page.nb.metadata.setdefault('language_info', dict(name='python'))  # MyST-NB highlights code by it
     return page.nb
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -309,6 +311,8 @@ def build(out:Path|None=None, proc:Path|None=None, force:bool=False, n_workers:i
     _prepare_out(out)
     from sphinx.application import Sphinx
     from sphinx.util.docutils import docutils_namespace
+    from sphinx.util.console import nocolor
+    nocolor()
     os.environ['SGN_DOCS_META'] = json.dumps(meta)
     warn = open(src/'_warnings.txt', 'w+')
     try:

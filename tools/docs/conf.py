@@ -63,9 +63,12 @@ def _quarto_ids(app, doctree):
 
 def _page_context(app, pagename, templatename, context, doctree):
     context['sgn_notebook'] = _meta.get('notebooks', {}).get(pagename)
+
+def _keep_sidebar(app, pagename, templatename, context, doctree):
     context['suppress_sidebar_toctree'] = lambda **kw: False  # the theme drops the sidebar on the home page otherwise
 
 def setup(app):
     app.add_html_math_renderer('mathml', (_visit_math, None), (_visit_displaymath, None))
     app.connect('doctree-read', _quarto_ids)
-    app.connect('html-page-context', _page_context, priority=900)  # after the theme's own
+    app.connect('html-page-context', _page_context, priority=400)   # before the theme drops empty sidebar items
+    app.connect('html-page-context', _keep_sidebar, priority=900)   # after the theme sets its own

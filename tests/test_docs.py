@@ -26,10 +26,11 @@ import build_docs  # noqa: E402  (its page naming and sidebar grouping are what 
 CHROMIUM = next((p for p in map(shutil.which, ('chromium', 'chromium-browser', 'google-chrome')) if p), None)
 _ansi = re.compile(r'\x1b\[|\[(?:\d{1,3};)+\d{1,3}m|\[0m')
 # Text no page may show: Quarto attributes left as text, a table that fell apart, errors, warnings, temporary paths
-BAD_TEXT = {'raw Quarto attributes': re.compile(r'\{target='), 'a broken table': re.compile(r'\|\s*-{3,}\s*\|'),
-            'a traceback': re.compile(r'Traceback \(most recent call last\)'),
+# (the first two are looked for in the prose, outside code and outputs, where a printed markdown table is fine)
+PROSE_BAD = {'raw Quarto attributes': re.compile(r'\{target='), 'a broken table': re.compile(r'\|\s*-{3,}\s*\|')}
+BAD_TEXT = {'a traceback': re.compile(r'Traceback \(most recent call last\)'),
             'warning text': re.compile(r'\b\w*Warning: |\[IPKernelApp\] WARNING'),
-            'a temporary path': re.compile(r'sgn-run-|/tmp/|/var/folders/|\.venv/lib/'),
+            'a temporary run folder or a virtual environment': re.compile(r'sgn-run-|\.venv/lib/'),
             'a numpy scalar repr': re.compile(r'np\.float\d+\(|np\.int\d+\(')}
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -237,6 +238,10 @@ def test_page_html(site, page):
         assert not ext, f'the page loads {ext} from the network (the site must work offline)'
     for el in main.find_all(['math']): el.decompose()
     text = main.get_text(' ')
+    prose = BeautifulSoup(str(main), 'html.parser')
+    for el in prose.find_all(['pre', 'code']): el.decompose()
+    for what, rx in PROSE_BAD.items():
+        assert not rx.search(prose.get_text(' ')), f'the page shows {what}: {rx.search(prose.get_text(" ")).group(0)!r}'
     for what, rx in BAD_TEXT.items(): assert not rx.search(text), f'the page shows {what}: {rx.search(text).group(0)!r}'
     assert not _ansi.search(text), 'the page shows ANSI escape codes'
 
@@ -262,6 +267,7 @@ window.addEventListener('load', () => setTimeout(() => {
   const r = {
     title: document.title, h1: q('main h1').map(e => e.textContent.replace('#', '').trim()),
     text: main ? main.innerText : '',
+    prose: q('main p, main li, main td, main th').filter(e => !e.closest('pre, .cell_output')).map(e => { const c = e.cloneNode(true); c.querySelectorAll('code').forEach(x => x.remove()); return c.textContent; }).join('\n'),
     imgs: q('img').map(i => ({complete: i.complete, w: i.naturalWidth, h: i.naturalHeight, src: (i.getAttribute('src') || '').slice(0, 60)})),
     toc: q('nav.page-toc a.nav-link').filter(shown).length,
     prevnext: q('.prev-next-area a').filter(shown).map(a => a.getAttribute('href')),
@@ -330,6 +336,7 @@ def test_page_in_chromium(browser, html):
     if page: assert r['title'].startswith(page['title']) and r['h1'] == [page['title']], (r['title'], r['h1'])
     assert len(r['text'].strip()) > 200, 'the page rendered (almost) no text'
     for what, rx in BAD_TEXT.items(): assert not rx.search(r['text']), f'the page shows {what}: {rx.search(r["text"]).group(0)!r}'
+    for what, rx in PROSE_BAD.items(): assert not rx.search(r['prose']), f'the page shows {what}: {rx.search(r["prose"]).group(0)!r}'
     assert not _ansi.search(r['text']), 'the page shows ANSI escape codes'
     bad = [i for i in r['imgs'] if not (i['complete'] and i['w'] > 0 and i['h'] > 0)]
     assert not bad, f'pictures that did not load: {bad}'

@@ -137,6 +137,18 @@ def fix_markdown(md:str, page:Page, pages:dict, doc_base:str) -> str:
         return m.group(0) if p is None else m.group(1) + page.href(p, frag) + m.group(3)
     return _re_link.sub(link, md)
 
+# fastai's import-time `torch.jit.script` FutureWarning: the package filters it now (sparse_gan_nb/__init__.py), but
+# outputs saved before that still hold it, with the path of someone's virtual environment
+_re_jit_warning = re.compile(r'^[^\n]*FutureWarning: `torch\.jit\.script` is deprecated[^\n]*\n(\s+warnings\.warn\(\n?)?', re.M)
+
+def _drop_known_noise(o):
+    "The output without fastai's stale import warning (None when nothing else is left)."
+    if o.get('output_type') != 'stream' or o.get('name') != 'stderr': return o
+    text = _re_jit_warning.sub('', ''.join(o['text']) if isinstance(o['text'], list) else o['text'])
+    if not text.strip(): return None
+    o['text'] = text
+    return o
+
 def to_myst(page:Page, pages:dict, doc_base:str):
     "The page as MyST-NB reads it: a title cell, Quarto's cell options as MyST-NB tags, `asis` output as markdown."
     head = f'# {page.title}\n'
@@ -155,6 +167,7 @@ def to_myst(page:Page, pages:dict, doc_base:str):
         if opts.get('echo') is False or not c.source.strip(): tags.append('remove-input')
         if opts.get('output') is False: tags.append('remove-output')
         if opts.get('code-fold') in (True, 'true', 'show'): tags.append('hide-input')
+        c.outputs = [o for o in map(_drop_known_noise, c.outputs) if o is not None]
         asis = [o for o in c.outputs if opts.get('output') == 'asis' and 'text/markdown' in o.get('data', {})]
         if asis: c.outputs = [o for o in c.outputs if o not in asis]
         if c.outputs or 'remove-input' not in tags:

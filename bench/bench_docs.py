@@ -32,7 +32,8 @@ def time_build(tmp:Path) -> dict:
     import sphinx
     return dict(generator='Sphinx + MyST-NB + PyData Sphinx theme (tools/build_docs.py: nbdev processing, then Sphinx)',
                 sphinx=sphinx.__version__, myst_nb=_version('myst-nb'), pydata_sphinx_theme=_version('pydata-sphinx-theme'),
-                nbdev=_version('nbdev'), build_s=round(dt, 1), pages=len(list((tmp/'site').glob('**/*.html'))) - 2,
+                nbdev=_version('nbdev'), build_s=round(dt, 1), pages=sum(1 for p in (tmp/'site').rglob('*.html')
+                          if p.name not in ('genindex.html', 'search.html') and '_static' not in p.parts),
                 command='python3 tasks.py docs (here: python tools/build_docs.py --force, every notebook processed afresh)',
                 remote_assets=_remote(tmp/'site'), machine=f'{platform.machine()}, 2 CPU cores shared, OMP_NUM_THREADS=1')
 

@@ -260,6 +260,12 @@ def test_every_announced_picture_is_committed():
                 errs.append(f'{p["src"]}: a `#| hide` cell draws a picture that no page shows (use `#| echo: false`)')
     assert not errs, '\n'.join(errs)
 
+def test_summaries_fit_on_one_line():
+    "nbdev keeps only the first `>` line under a page's title as its summary: a second one would be cut off."
+    long = [p['src'] for p in PAGES for c in p['nb'].cells[:3] if c.cell_type == 'markdown' and re.match(r'#\s', c.source)
+            and sum(l.startswith('>') for l in c.source.splitlines()) > 1]
+    assert not long, f'summaries that nbdev would cut after their first line: {long}'
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Each page, in headless Chromium
 

@@ -1,46 +1,37 @@
-"""Build the documentation as a static HTML site, without Quarto.
+"""Build the documentation site with Sphinx, MyST-NB and the PyData theme, from nbdev's processed notebooks.
 
-    python tools/build_docs.py                 # -> site/index.html
+    python tools/build_docs.py                 # -> site/index.html  (what `python3 tasks.py docs` runs)
     python tools/build_docs.py --out /tmp/site --proc /tmp/_proc --force
 
-`nbdev-docs` is the real docs build where Quarto is installed. This script builds the same pages here, where it is not:
+`nbdev-docs` renders these pages with Quarto where Quarto is installed. This script is the glue that feeds the same
+processed notebooks to Sphinx instead (why Sphinx: the page `nbs/18_docs.ipynb`):
 
-1. nbdev processes every notebook in `nbs/` (recursively; names starting with `_` or `.` are skipped) into `_proc/`,
-   as `nbdev-docs` does before it calls Quarto: frontmatter from `# Title` / `> summary`, `show_doc` cells added after
-   exported symbols and run, hidden cells dropped, backticked names linked. It calls nbdev's own processors
-   (`nbdev.serve_drv.main` with `FilterDefaults`, as `nbdev.serve.proc_nbs` does) but never `_ensure_quarto`, so it
-   neither installs nor calls Quarto. Unchanged notebooks are not processed again (`--force` redoes all).
-2. nbconvert's `HTMLExporter`, with the template below, renders each processed notebook to `site/<folder>/<page>.html`.
-   The page name is nbdev's (`nbs/00_core.ipynb` -> `core.html`, the `output-file` nbdev writes into the frontmatter),
-   so the links nbdev writes into the docs (`core.html#set_seed`) work here too. Quarto's directives that nbdev leaves
-   in the cells (`echo`, `output`, `include`, `code-fold`) are applied; the cell markup uses Quarto's class names, so
-   `nbs/styles.css` (copied as it is) applies here as it does in Quarto's site.
-3. Every page gets the notebook's title as `<title>` and `<h1>`, its one-line summary, and a sidebar listing every page.
-   `site/index.html` is `nbs/index.ipynb`, or a generated list of all pages while there is none.
-
-Maths: `$...$` and `$$...$$` become MathML at build time when `latex2mathml` is installed (Chromium and Firefox draw
-MathML natively, so nothing loads from a CDN); without it the TeX source stays in the page, shown as code. Each page
-says which in `<meta name="docs-math" content="mathml|tex">`. Pictures are embedded as data URIs; the site is offline.
+1. nbdev processes every notebook in `nbs/` into `_proc/`, exactly as `nbdev-docs` does before it calls Quarto
+   (`nbdev.serve_drv.main` with nbdev's processors, as `nbdev.serve.proc_nbs` does; Quarto is never called).
+2. Each processed notebook is written into a Sphinx source folder under its page name (`00_core.ipynb` -> `core`), with
+   Quarto's cell options turned into MyST-NB's cell tags (`echo: false` -> `remove-input`, `include: false` -> the cell
+   goes, `output: false` -> `remove-output`, `code-fold` -> `hide-input`), `output: asis` cells (what `show_doc`
+   writes) turned into markdown, nbdev's source links into links to the file and line in the repository, and links
+   to the hosted docs or to notebooks into links inside the site.
+3. The sidebar's groups come from `website.sidebar.contents` in `nbs/_quarto.yml` (Quarto's own sidebar); a notebook
+   not listed there is put in an "Other" group. Sphinx writes the site: search, a table of contents per page,
+   previous/next links, maths as MathML. Nothing is loaded from the network, at build time or when reading.
+4. The build fails when a page would mislead: a markdown cell that announces a picture (`... below:`) with no picture
+   after it, or a sentence that ends in `:` with nothing after it (`check_announcements`).
 """
 from __future__ import annotations
-import argparse, html, os, re, shutil, sys, time
+import argparse, json, os, re, shutil, sys, time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 from urllib.parse import urljoin
 
 import nbformat, yaml
-from bs4 import BeautifulSoup
-from jinja2 import DictLoader, pass_context
-from nbconvert import HTMLExporter
-from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
-from pygments.formatters import HtmlFormatter
 
-try: from latex2mathml.converter import convert as _tex2mathml
-except ImportError: _tex2mathml = None
-
+HERE = Path(__file__).resolve().parent
 MARKER = '.docs-site'  # written into the output folder; only a folder holding it (or an empty one) is ever replaced
-_SKIP_COPY = {'.ipynb', '.yml', '.yaml', '.qmd', '.md'}
+
+SPHINX_PAGES = {'search', 'genindex', 'py-modindex'}  # names Sphinx gives its own pages
 
 class DocsError(Exception): "A failure to report as one clear message, without a traceback."
 
@@ -95,330 +86,165 @@ def process_notebooks(cfg, proc:Path, force:bool=False, n_workers:int|None=None,
     return nbs, errors, len(todo)
 
 # ---------------------------------------------------------------------------------------------------------------------
-# 2. Maths and markdown
+# 2. Processed notebooks -> MyST-NB notebooks
 
-def tex2html(tex:str, display:bool=False) -> str:
-    "MathML for `tex` when latex2mathml is installed (or can parse it); otherwise the TeX source, shown as code."
-    if _tex2mathml is not None:
-        try: return _tex2mathml(tex, display='block' if display else 'inline')
-        except Exception: pass
-    delim = '$$' if display else '$'
-    return f'<code class="math-tex{" display" if display else ""}">{html.escape(delim + tex + delim)}</code>'
+_re_opt = re.compile(r'^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$')
+_re_attrs = re.compile(r'\]\(([^)\s]+)\)\{[^}\n]*\}')                 # `[text](url){target="_blank" ...}`: Quarto attributes
+_re_source = re.compile(r'\[source\]\(([^)\s]+)\)(?:\{[^}\n]*\})?')   # nbdev's link to the source of a symbol
+_re_link = re.compile(r'(\]\()([^)\s]+)(\))')
 
-class DocsRenderer(IPythonRenderer):
-    "nbconvert's markdown renderer, with maths turned into MathML instead of being left for MathJax."
-    def block_math(self, body): return tex2html(body, display=True)
-    def inline_math(self, body): return tex2html(body)
-    def latex_environment(self, name, body): return tex2html(f'\\begin{{{name}}}{body}\\end{{{name}}}', display=True)
-
-def _latex_output(s:str) -> str:
-    "A `text/latex` output (`$...$` or `$$...$$`), as maths."
-    s = s.strip()
-    for d in ('$$', '$'):
-        if s.startswith(d) and s.endswith(d) and len(s) > 2*len(d): return tex2html(s[len(d):-len(d)], display=d == '$$')
-    return tex2html(s, display=True)
-
-def md_inline(s:str) -> str:
-    "One line of markdown (a page's summary) as inline HTML."
-    return re.sub(r'^\s*<p>|</p>\s*$', '', MarkdownWithMath(renderer=DocsRenderer(escape=False, exclude_anchor_links=True)).render(s))
-
-class DocsExporter(HTMLExporter):
-    "`HTMLExporter` whose markdown filter renders maths offline."
-    @pass_context
-    def markdown2html(self, context, source):
-        cell = context.get('cell', {})
-        renderer = DocsRenderer(escape=False, attachments=cell.get('attachments', {}), embed_images=True,
-                                path=context.get('resources', {}).get('metadata', {}).get('path', ''),
-                                exclude_anchor_links=True)
-        return MarkdownWithMath(renderer=renderer).render(source)
-
-# ---------------------------------------------------------------------------------------------------------------------
-# 3. The page template: nbconvert's cell dispatch (display priority, filters), Quarto's class names
-
-TEMPLATE = r"""{%- extends 'display_priority.j2' -%}
-{%- block header -%}
-<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="tools/build_docs.py (nbdev processors + nbconvert HTMLExporter)">
-<meta name="docs-math" content="{{ resources.docs.math }}">
-<title>{{ resources.docs.title | escape_html }} | {{ resources.docs.site_title | escape_html }}</title>
-<link rel="stylesheet" href="{{ resources.docs.root }}_static/docs.css">
-<link rel="stylesheet" href="{{ resources.docs.root }}styles.css">
-</head>
-<body>
-<header class="site-header"><a href="{{ resources.docs.root }}index.html">{{ resources.docs.site_title | escape_html }}</a></header>
-<div class="layout">
-<nav class="sidebar" aria-label="Pages">
-{{ resources.docs.nav }}
-</nav>
-<main class="content" id="quarto-document-content">
-<header id="title-block-header">
-<h1 class="title">{{ resources.docs.title | escape_html }}</h1>
-{%- if resources.docs.description %}
-<div class="description"><p>{{ resources.docs.description | md_inline }}</p></div>
-{%- endif %}
-</header>
-{%- endblock header -%}
-
-{%- block body_loop -%}
-{{ super() }}
-{{ resources.docs.extra }}
-{%- endblock body_loop -%}
-
-{% block codecell %}
-{%- set d = cell.metadata.get('docs', {}) -%}
-<div class="cell{% if d.asis %} cell-asis{% endif %}">
-{{ super() }}
-</div>
-{%- endblock codecell %}
-
-{% block input_group %}
-{%- if not cell.metadata.get('docs', {}).hide_input %}{{ super() }}{% endif -%}
-{%- endblock input_group %}
-{% block input %}
-{%- set d = cell.metadata.get('docs', {}) -%}
-{%- if d.fold %}<details class="code-fold"{% if d.fold == 'show' %} open{% endif %}><summary>{{ d.summary | escape_html }}</summary>{% endif -%}
-<div class="sourceCode cell-code">{{ cell.source | highlight_code(metadata=cell.metadata) }}</div>
-{%- if d.fold %}</details>{% endif -%}
-{%- endblock input %}
-
-{% block execute_result -%}
-{% block data_priority scoped %}{{ super() }}{% endblock data_priority %}
-{%- endblock execute_result %}
-{% block stream_stdout -%}
-<div class="cell-output cell-output-stdout"><pre><code>{{ output.text | ansi2html }}</code></pre></div>
-{%- endblock stream_stdout %}
-{% block stream_stderr -%}
-<div class="cell-output cell-output-stderr"><pre><code>{{ output.text | ansi2html }}</code></pre></div>
-{%- endblock stream_stderr %}
-{% block stream_stdin %}{% endblock stream_stdin %}
-{% block error -%}
-<div class="cell-output cell-output-error"><pre><code>{{ super() }}</code></pre></div>
-{%- endblock error %}
-{% block traceback_line %}{{ line | ansi2html }}
-{% endblock traceback_line %}
-
-{% block data_text -%}
-<div class="cell-output cell-output-display"><pre><code>{{ output.data['text/plain'] | ansi2html }}</code></pre></div>
-{%- endblock data_text %}
-{% block data_html -%}
-<div class="cell-output cell-output-display">{{ output.data['text/html'] }}</div>
-{%- endblock data_html %}
-{% block data_markdown -%}
-{%- if cell.metadata.get('docs', {}).asis -%}
-{{ output.data['text/markdown'] | markdown2html }}
-{%- else -%}
-<div class="cell-output cell-output-display">{{ output.data['text/markdown'] | markdown2html }}</div>
-{%- endif -%}
-{%- endblock data_markdown %}
-{% block data_latex -%}
-<div class="cell-output cell-output-display">{{ output.data['text/latex'] | latex_output }}</div>
-{%- endblock data_latex %}
-{% block data_png -%}
-<div class="cell-output cell-output-display"><img alt="" src="data:image/png;base64,{{ output.data['image/png'] | escape_html }}"
-{%- set w = output | get_metadata('width', 'image/png') %}{% if w is not none %} width="{{ w }}"{% endif %}
-{%- set h = output | get_metadata('height', 'image/png') %}{% if h is not none %} height="{{ h }}"{% endif %}></div>
-{%- endblock data_png %}
-{% block data_jpg -%}
-<div class="cell-output cell-output-display"><img alt="" src="data:image/jpeg;base64,{{ output.data['image/jpeg'] | escape_html }}"
-{%- set w = output | get_metadata('width', 'image/jpeg') %}{% if w is not none %} width="{{ w }}"{% endif %}
-{%- set h = output | get_metadata('height', 'image/jpeg') %}{% if h is not none %} height="{{ h }}"{% endif %}></div>
-{%- endblock data_jpg %}
-{% block data_svg -%}
-<div class="cell-output cell-output-display"><img alt="" src="data:image/svg+xml;base64,{{ output.data['image/svg+xml'] | text_base64 }}"></div>
-{%- endblock data_svg %}
-{% block data_javascript %}{% endblock data_javascript %}
-{% block data_widget_view %}{% endblock data_widget_view %}
-
-{% block markdowncell -%}
-<div class="cell-markdown">
-{{ cell.source | markdown2html }}
-</div>
-{%- endblock markdowncell %}
-{% block rawcell -%}
-{%- if cell.metadata.get('raw_mimetype', '').lower() == 'text/html' %}{{ cell.source }}{% endif -%}
-{%- endblock rawcell %}
-{% block unknowncell %}{% endblock unknowncell %}
-
-{%- block footer %}
-</main>
-</div>
-</body>
-</html>
-{% endblock footer -%}
-"""
-
-CSS = """
-:root { --sidebar-w: 17rem; --fg: #212529; --muted: #6c757d; --accent: #2780e3; --code-bg: #f7f7f9; --border: #dee2e6; }
-* { box-sizing: border-box; }
-body { margin: 0; color: var(--fg); font: 16px/1.55 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-a { color: var(--accent); text-decoration: none; } a:hover { text-decoration: underline; }
-.site-header { background: var(--accent); padding: .6rem 1.2rem; }
-.site-header a { color: #fff; font-weight: 600; font-size: 1.15rem; }
-.layout { display: flex; align-items: flex-start; }
-nav.sidebar { position: sticky; top: 0; width: var(--sidebar-w); flex: none; max-height: 100vh; overflow-y: auto;
-  padding: 1rem .8rem 2rem 1.2rem; font-size: .92rem; border-right: 1px solid var(--border); }
-nav.sidebar ul { list-style: none; margin: 0; padding: 0; }
-nav.sidebar li a { display: block; padding: .22rem .5rem; border-radius: .25rem; color: var(--fg); }
-nav.sidebar li a:hover { background: #eef4fc; text-decoration: none; }
-nav.sidebar li a[aria-current="page"] { background: #e2eefb; color: var(--accent); font-weight: 600; }
-nav.sidebar .section { margin: .9rem 0 .25rem .5rem; font-weight: 600; color: var(--muted); }
-main.content { flex: 1; min-width: 0; max-width: 60rem; padding: 1.2rem 2.2rem 4rem; }
-#title-block-header { margin-bottom: 1.5rem; }
-h1.title { margin: .3rem 0 .2rem; font-size: 2.2rem; }
-div.description p { margin: 0; }
-h2, h3, h4 { margin: 1.6rem 0 .6rem; line-height: 1.25; } h2 { border-bottom: 1px solid var(--border); padding-bottom: .25rem; }
-.anchor-link { visibility: hidden; margin-left: .35rem; color: var(--muted); font-weight: normal; }
-h1:hover .anchor-link, h2:hover .anchor-link, h3:hover .anchor-link, h4:hover .anchor-link { visibility: visible; }
-hr { border: 0; border-top: 1px solid var(--border); margin: 1.8rem 0 .4rem; }
-code { font-family: SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace; font-size: .875em; }
-:not(pre) > code { background: var(--code-bg); padding: .1rem .3rem; border-radius: .2rem; color: #9753b8; }
-pre { margin: 0; padding: .6rem .8rem; overflow-x: auto; line-height: 1.4; font-size: .875rem; }
-.sourceCode { background: var(--code-bg); border: 1px solid #eee; border-radius: .25rem; margin: .6rem 0 0; }
-.sourceCode pre, .highlight pre { background: none; }
-.cell { margin: 0 0 1rem; }
-.cell-output { margin-top: .25rem; }
-.cell-output-stderr pre { color: #a94442; }
-.cell-output-display, .cell-markdown { overflow-x: auto; }  /* a wide table scrolls in place, not the page */
-.cell-output-display img { max-width: 100%; height: auto; }
-.cell-output-display table, .cell-markdown table, .cell-asis table { border-collapse: collapse; margin: .6rem 0; font-size: .9rem; }
-th, td { border: 1px solid var(--border); padding: .3rem .6rem; text-align: left; vertical-align: top; }
-thead th { background: #f1f3f5; }
-details.code-fold > summary { cursor: pointer; color: var(--muted); font-size: .9rem; margin-top: .6rem; }
-code.math-tex { color: var(--fg); }
-code.math-tex.display { display: block; margin: .6rem 0; padding: .4rem .6rem; }
-math[display="block"] { margin: .8rem 0; font-size: 1.1em; }
-.page-list dt { margin-top: .6rem; font-weight: 600; } .page-list dd { margin: .1rem 0 0 1rem; color: var(--muted); }
-@media (max-width: 800px) { .layout { display: block; } nav.sidebar { position: static; width: auto; max-height: none;
-  border-right: 0; border-bottom: 1px solid var(--border); } main.content { padding: 1rem; } }
-"""
-
-# ---------------------------------------------------------------------------------------------------------------------
-# 4. Pages: frontmatter, Quarto directives, sidebar, links
-
-_CELL_KEYS = {'id', 'cell_type', 'metadata', 'source', 'outputs', 'execution_count', 'attachments'}
-_re_dir = re.compile(r'^#\|\s*([\w-]+)\s*:\s*(.*?)\s*$')
-
-def _yaml_val(s:str):
+def _opt(s:str):
     try: return yaml.safe_load(s)
     except yaml.YAMLError: return s
 
-def split_frontmatter(nb) -> dict:
-    "Remove the YAML frontmatter cell nbdev writes first into a processed notebook, and return it."
-    for i,c in enumerate(nb.cells):
-        if c.cell_type == 'raw' and c.source.lstrip().startswith('---'):
-            body = c.source.strip().strip('-')
-            del nb.cells[i]
-            return yaml.safe_load(body) or {}
-    return {}
-
-def apply_directives(nb):
-    "Apply the Quarto cell options nbdev leaves in processed cells (`#| echo: false`, ...), then drop the lines."
-    keep = []
-    for c in nb.cells:
-        if c.cell_type != 'code': keep.append(c); continue
-        lines, opts = c.source.splitlines(), {}
-        while lines and (m := _re_dir.match(lines[0])): opts[m.group(1)] = _yaml_val(m.group(2)); lines.pop(0)
-        c.source = '\n'.join(lines).strip('\n')
-        if opts.get('include') is False: continue
-        d = {}
-        if opts.get('echo') is False or not c.source.strip(): d['hide_input'] = True
-        if opts.get('output') is False: c.outputs = []
-        if opts.get('output') == 'asis': d['asis'] = True
-        fold = opts.get('code-fold')
-        if fold in (True, 'true', 'show'): d.update(fold='show' if fold == 'show' else 'hide', summary=opts.get('code-summary', 'Code'))
-        c.metadata['docs'] = d
-        if d.get('hide_input') and not c.outputs: continue
-        keep.append(c)
-    for c in keep:  # nbconvert validates against nbformat's schema, which nbdev's processed cells don't quite meet
-        for k in set(c) - _CELL_KEYS: del c[k]
-        c.metadata.pop('execution', None)  # CaptureShell's timings are numbers where the schema wants strings
-    nb.cells = keep
-
-def _slug(text:str) -> str:
-    "Pandoc's (so Quarto's) heading id: lower case, spaces to `-`, only letters, digits, `_`, `-` and `.` kept."
-    s = re.sub(r'[^\w\s.-]', '', text.strip().lower())
-    s = re.sub(r'\s+', '-', s)
-    return re.sub(r'^[^a-z_]+', '', s) or 'section'
+def cell_options(c) -> dict:
+    "Remove the `#| key: value` lines Quarto reads from the top of a code cell, and return them."
+    lines, opts = c.source.splitlines(), {}
+    while lines and (m := _re_opt.match(lines[0])): opts[m.group(1)] = _opt(m.group(2)); lines.pop(0)
+    c.source = '\n'.join(lines).strip('\n')
+    return opts
 
 class Page:
-    def __init__(self, src:Path, html:Path, title:str, description:str, nb=None):
+    def __init__(self, src:Path, html:Path, title:str, description:str, nb):
         self.src,self.html,self.title,self.description,self.nb = src,html,title,description,nb
     @property
-    def root(self) -> str: return '../' * (len(self.html.parts) - 1)
-    def href(self, other:'Page') -> str: return self.root + other.html.as_posix()
+    def docname(self) -> str: return self.html.with_suffix('').as_posix()
+    def href(self, other:'Page', frag:str='') -> str:
+        return os.path.relpath(other.html, self.html.parent).replace(os.sep, '/') + (f'#{frag}' if frag else '')
 
 def load_page(proc:Path, rel:Path) -> Page:
-    "Read the processed notebook for `nbs/<rel>` and work out its title, summary and page path."
+    "The processed notebook for `nbs/<rel>`, without its frontmatter, and the title, summary and page nbdev gives it."
     from nbdev.config import nbpath2html
     nb = nbformat.read(proc/rel, as_version=4)
-    fm = split_frontmatter(nb)
+    fm = {}
+    for i,c in enumerate(nb.cells):
+        if c.cell_type == 'raw' and c.source.lstrip().startswith('---'):
+            fm = yaml.safe_load(c.source.strip().strip('-')) or {}; del nb.cells[i]; break
     out = fm.get('output-file') or nbpath2html(rel).name
-    title = str(fm.get('title') or rel.stem)
-    return Page(rel, rel.parent/out, title, str(fm.get('description') or ''), nb)
+    if Path(out).stem in SPHINX_PAGES: out = f'{Path(out).stem}-page.html'  # `08_search.ipynb` is not Sphinx's search page
+    return Page(rel, rel.parent/out, str(fm.get('title') or rel.stem), str(fm.get('description') or ''), nb)
 
-def nav_html(pages:list[Page], cur:Page|None, root:str) -> str:
-    "The sidebar: every page, pages at the top first (the home page leading), then each folder as a section."
-    def item(p):
-        cur_attr = ' aria-current="page"' if p is cur else ''
-        return f'<li><a href="{root}{p.html.as_posix()}"{cur_attr}>{html.escape(p.title)}</a></li>'
-    out, folder = ['<ul>'], None
-    for p in pages:
-        f = p.html.parent.as_posix()
-        if f != folder and f != '.':
-            out.append(f'</ul><div class="section">{html.escape(_section(f))}</div><ul>')
-        folder = f
-        out.append(item(p))
-    out.append('</ul>')
-    return '\n'.join(out)
-
-def _section(folder:str) -> str: return folder.replace('_', ' ').replace('/', ' / ').capitalize()
-
-def _order(p:Page): return (len(p.html.parts) > 1, p.html.parent.as_posix(), p.html.stem != 'index', p.src.name)
-
-def fix_html(text:str, page:Page, pages:list[Page], doc_base:str) -> str:
-    "Give headings Quarto's ids and anchor links; make links to the hosted docs or to notebooks point into this site."
-    blobs = []  # pictures' data URIs are set aside while the page is parsed, which makes parsing several times faster
-    def stash(m): blobs.append(m.group(0)); return f'src="data:,docs-blob-{len(blobs)-1}"'
-    soup = BeautifulSoup(re.sub(r'src="data:[^"]{256,}"', stash, text), 'html.parser')
-    main = soup.find('main')
-    seen = {'title-block-header'}
-    hs = main.find_all(['h2', 'h3', 'h4', 'h5', 'h6'])
-    api = [h for h in hs if h.find_parent(class_='cell-asis')]  # show_doc's headings get their plain ids first, so that
-    for h in api + [h for h in hs if all(h is not o for o in api)]:  # nbdev's links (`metrics.html#fid`) reach the API docs
-        hid = h.get('id') or _slug(h.get_text())
-        base, n = hid, 1
-        while hid in seen: hid = f'{base}-{n}'; n += 1
-        seen.add(hid); h['id'] = hid
-        a = soup.new_tag('a', href=f'#{hid}', attrs={'class': 'anchor-link', 'aria-hidden': 'true'}); a.string = '¶'
-        h.append(a)
-    by_html = {p.html.as_posix(): p for p in pages}
-    by_src = {p.src.as_posix(): p for p in pages}
-    for a in main.find_all('a', href=True):
-        href = a['href']
-        target, _, frag = href.partition('#')
+def fix_markdown(md:str, page:Page, pages:dict, doc_base:str) -> str:
+    "nbdev's source links as plain links (no Quarto attributes); links to the hosted docs or to notebooks into the site."
+    md = _re_source.sub(lambda m: f'<a class="sgn-source" href="{m.group(1)}">source</a>', md)
+    md = _re_attrs.sub(r'](\1)', md)
+    def link(m):
+        target, _, frag = m.group(2).partition('#')
         p = None
-        if doc_base and target.startswith(doc_base):
-            p = by_html.get(target[len(doc_base):] or 'index.html')
+        if doc_base and target.startswith(doc_base): p = pages['html'].get(target[len(doc_base):] or 'index.html')
         elif target.endswith('.ipynb') and '://' not in target:
-            p = by_src.get(os.path.normpath((page.src.parent/target).as_posix()))
-        if p is not None: a['href'] = page.href(p) + (f'#{frag}' if frag else '')
-    return re.sub(r'src="data:,docs-blob-(\d+)"', lambda m: blobs[int(m.group(1))], str(soup))
+            p = pages['src'].get(os.path.normpath((page.src.parent/target).as_posix()))
+        return m.group(0) if p is None else m.group(1) + page.href(p, frag) + m.group(3)
+    return _re_link.sub(link, md)
 
-def index_extra(pages:list[Page], home:Page) -> str:
-    "The generated home page's list of pages with their summaries."
-    out, folder = ['<dl class="page-list">'], None
-    for p in pages:
-        if p is home: continue
-        f = p.html.parent.as_posix()
-        if f != folder and f != '.': out.append(f'</dl><h2>{html.escape(_section(f))}</h2><dl class="page-list">')
-        folder = f
-        out.append(f'<dt><a href="{home.href(p)}">{html.escape(p.title)}</a></dt><dd>{md_inline(p.description)}</dd>')
-    out.append('</dl>')
-    return '\n'.join(out)
+# fastai's import-time `torch.jit.script` FutureWarning: the package filters it now (sparse_gan_nb/__init__.py), but
+# outputs saved before that still hold it, with the path of someone's virtual environment
+_re_jit_warning = re.compile(r'^[^\n]*FutureWarning: `torch\.jit\.script` is deprecated[^\n]*\n(\s+warnings\.warn\(\n?)?', re.M)
+
+def _drop_known_noise(o):
+    "The output without fastai's stale import warning (None when nothing else is left)."
+    if o.get('output_type') != 'stream' or o.get('name') != 'stderr': return o
+    text = _re_jit_warning.sub('', ''.join(o['text']) if isinstance(o['text'], list) else o['text'])
+    if not text.strip(): return None
+    o['text'] = text
+    return o
+
+def to_myst(page:Page, pages:dict, doc_base:str):
+    "The page as MyST-NB reads it: a title cell, Quarto's cell options as MyST-NB tags, `asis` output as markdown."
+    head = f'# {page.title}\n'
+    if page.description: head += f'\n:::{{container}} description\n{page.description}\n:::\n'
+    cells = [nbformat.v4.new_markdown_cell(head)]
+    for c in page.nb.cells:
+        if c.cell_type == 'markdown':
+            if c.source.strip().startswith('<!-- WARNING: THIS FILE WAS AUTOGENERATED'): continue
+            c.source = fix_markdown(c.source, page, pages, doc_base); cells.append(c); continue
+        if c.cell_type != 'code': cells.append(c); continue
+        opts = cell_options(c)
+        if opts.get('include') is False: continue
+        for k in set(c) - {'id', 'cell_type', 'metadata', 'source', 'outputs', 'execution_count'}: del c[k]
+        c.metadata.pop('execution', None)
+        tags = []
+        if opts.get('echo') is False or not c.source.strip(): tags.append('remove-input')
+        if opts.get('output') is False: tags.append('remove-output')
+        if opts.get('code-fold') in (True, 'true', 'show'): tags.append('hide-input')
+        c.outputs = [o for o in map(_drop_known_noise, c.outputs) if o is not None]
+        asis = [o for o in c.outputs if opts.get('output') == 'asis' and 'text/markdown' in o.get('data', {})]
+        if asis: c.outputs = [o for o in c.outputs if o not in asis]
+        if c.outputs or 'remove-input' not in tags:
+            c.metadata['tags'] = tags; cells.append(c)
+        for o in asis:  # what Quarto does with `output: asis`: the markdown becomes part of the page
+            md = re.sub(r'^\s*---\s*\n', '', o['data']['text/markdown'])
+            cells.append(nbformat.v4.new_markdown_cell(fix_markdown(md, page, pages, doc_base)))
+    page.nb.cells = cells
+    page.nb.metadata.pop('widgets', None)
+    page.nb.metadata.setdefault('kernelspec', dict(name='python3', display_name='Python 3', language='python'))
+    page.nb.metadata.setdefault('language_info', dict(name='python'))  # MyST-NB highlights code by it
+    return page.nb
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 3. The sidebar's groups, from Quarto's sidebar in nbs/_quarto.yml
+
+def sidebar_groups(nbs_path:Path, pages:list[Page]) -> list[tuple[str|None, list[Page]]]:
+    "`website.sidebar.contents` of `_quarto.yml` as (section title or None, pages); unlisted pages go under 'Other'."
+    cfg = yaml.safe_load((nbs_path/'_quarto.yml').read_text()) if (nbs_path/'_quarto.yml').exists() else {}
+    contents = ((cfg.get('website') or {}).get('sidebar') or {}).get('contents') or []
+    by_src = {p.src.as_posix(): p for p in pages}
+    groups, used = [], set()
+    def take(entries):
+        out = []
+        for e in entries:
+            href = e.get('href') if isinstance(e, dict) else e
+            p = by_src.get(os.path.normpath(str(href))) if href else None
+            if p is not None and p.src not in used: used.add(p.src); out.append(p)
+        return out
+    loose = []
+    for e in contents if isinstance(contents, list) else []:
+        if isinstance(e, dict) and 'section' in e:
+            if loose: groups.append((None, loose)); loose = []
+            groups.append((str(e['section']), take(e.get('contents') or [])))
+        else: loose += take([e])
+    if loose: groups.append((None, loose))
+    rest = [p for p in pages if p.src not in used]
+    if rest: groups.append(('Other', rest))
+    return [(t, [p for p in ps if p.html != Path('index.html')]) for t,ps in groups if any(p.html != Path('index.html') for p in ps)]
+
+def toctrees(groups) -> str:
+    "The home page's hidden tables of contents, one per group: Sphinx's sidebar, previous/next order and search scope."
+    out = []
+    for title, ps in groups:
+        cap = f':caption: {title}\n' if title else ''
+        out.append(f'```{{toctree}}\n:hidden:\n:maxdepth: 1\n{cap}\n' + '\n'.join(p.docname for p in ps) + '\n```')
+    return '\n\n'.join(out)
+
+# ---------------------------------------------------------------------------------------------------------------------
+# 4. Honest pages: what the prose announces is there
+
+_pic_words = r'(?:figures?|plots?|pictures?|images?|grids?|charts?|bars|curves?|drawings?|diagrams?)'
+_re_announce = re.compile(rf'\b{_pic_words}\s+(?:just\s+)?below\b', re.I)
+
+def _has_image(c) -> bool:
+    return 'remove-output' not in c.metadata.get('tags', []) and any(
+        k.startswith('image/') for o in c.get('outputs', []) for k in o.get('data', {}))
+
+def check_announcements(nb, name:str) -> list[str]:
+    "What a page (a notebook as `to_myst` leaves it) promises and does not show: a picture 'below', or a ':' with nothing after."
+    errs, cells = [], [c for c in nb.cells if c.cell_type in ('markdown', 'code')]
+    for i,c in enumerate(cells):
+        if c.cell_type != 'markdown': continue
+        text = re.sub(r'```.*?```', '', c.source, flags=re.S).strip()
+        after = []
+        for o in cells[i+1:]:
+            if o.cell_type == 'markdown' and not o.source.lstrip().startswith('<a class="sgn-source"'): break
+            after.append(o)
+        m = _re_announce.search(text)
+        if m and not any(_has_image(o) for o in after):
+            errs.append(f'{name}: "{m.group(0)}" announces a picture, but no picture comes before the next text')
+        last = c.source.strip().splitlines()[-1].strip() if c.source.strip() else ''
+        nxt = cells[i+1] if i+1 < len(cells) else None
+        if last.endswith(':') and not last.endswith('::') and not last.startswith(('|', '-', '*', '>', '#')) and (
+                nxt is None or nxt.cell_type == 'markdown' and nxt.source.lstrip().startswith('#')):
+            errs.append(f'{name}: the text "…{last[-70:]}" ends in ":" with nothing after it on the page')
+    return errs
 
 # ---------------------------------------------------------------------------------------------------------------------
 # 5. The build
@@ -430,7 +256,15 @@ def _prepare_out(out:Path):
                             'choose a new folder, or empty this one')
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    (out/MARKER).write_text('Made by tools/build_docs.py; the whole folder is replaced on every build.\n')
+
+def _repo(cfg) -> str:
+    url = str(cfg.get('git_url') or '')
+    if not url:
+        import tomllib
+        pp = cfg.config_path/'pyproject.toml'
+        urls = tomllib.loads(pp.read_text()).get('project', {}).get('urls', {}) if pp.exists() else {}
+        url = urls.get('Repository', '')
+    return url.rstrip('/')
 
 def build(out:Path|None=None, proc:Path|None=None, force:bool=False, n_workers:int|None=None, keep_going:bool=False,
           quiet:bool=False) -> list[Page]:
@@ -440,7 +274,7 @@ def build(out:Path|None=None, proc:Path|None=None, force:bool=False, n_workers:i
     out, proc = [Path(o).absolute() if o else None for o in (out, proc)]
     cfg = get_config()
     if not cfg.config_file.exists():  # run from outside a project: use the one this script belongs to
-        cfg = get_config(Path(__file__).resolve().parents[1])
+        cfg = get_config(HERE.parent)
     if not cfg.config_file.exists(): raise DocsError(f'no nbdev project (pyproject.toml with [tool.nbdev]) here or above {Path.cwd()}')
     os.chdir(cfg.config_path)  # as nbdev-docs does: notebooks' import cells run from the project root
     out, proc = out or cfg.config_path/'site', proc or cfg.config_path/'_proc'
@@ -455,49 +289,63 @@ def build(out:Path|None=None, proc:Path|None=None, force:bool=False, n_workers:i
     for p in pages:
         if p.html in seen: raise DocsError(f'nbs/{seen[p.html].src} and nbs/{p.src} would both be the page {p.html}: rename one')
         seen[p.html] = p
-    site_title = str(cfg.get('title') or cfg.lib_name)
-    home = next((p for p in pages if p.html == Path('index.html')), None)
-    if home is None:
-        home = Page(Path('index.ipynb'), Path('index.html'), site_title, str(cfg.get('description') or ''), None)
-        pages.append(home)
-    pages.sort(key=_order)
+    title = str(cfg.get('title') or cfg.lib_name)
+    if not any(p.html == Path('index.html') for p in pages):
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(str(cfg.get('description') or ''))])
+        pages.append(Page(Path('index.ipynb'), Path('index.html'), title, '', nb))
+    groups = sidebar_groups(Path(cfg.nbs_path), pages)
+
+    src = proc.parent/(proc.name + '_sphinx')
+    if src.exists(): shutil.rmtree(src)
+    src.mkdir(parents=True)
+    for f in proc.rglob('*'):  # pictures and files the notebooks link to
+        rel = f.relative_to(proc)
+        if f.is_file() and f.suffix not in {'.ipynb', '.yml', '.yaml', '.qmd', '.md', '.css'} and not any(o[0] in '._' for o in rel.parts):
+            (src/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, src/rel)
+    doc_base = urljoin(str(cfg.doc_host) + '/', str(cfg.get('doc_baseurl') or '')).rstrip('/') + '/' if cfg.get('doc_host') else ''
+    index = {'html': {p.html.as_posix(): p for p in pages}, 'src': {p.src.as_posix(): p for p in pages}}
+    repo, branch = _repo(cfg), str(cfg.get('branch') or 'main')
+    nbs_rel = Path(cfg.nbs_path).resolve().relative_to(cfg.config_path.resolve())
+    notebooks, problems = {}, []
+    for p in pages:
+        nb = to_myst(p, index, doc_base)
+        problems += check_announcements(nb, f'nbs/{p.src.as_posix()}')
+        if p.html == Path('index.html'): nb.cells.append(nbformat.v4.new_markdown_cell(toctrees(groups)))
+        (src/p.html).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, src/p.html.with_suffix('.ipynb'))
+        path = (nbs_rel/p.src).as_posix()
+        if (cfg.config_path/path).exists():
+            notebooks[p.docname] = dict(path=path, remote=f'{repo}/blob/{branch}/{path}' if repo else '',
+                                        local=os.path.relpath(cfg.config_path/path, (out/p.html).parent).replace(os.sep, '/'))
+    if problems: raise DocsError('pages whose prose promises what their committed outputs do not show:\n  ' + '\n  '.join(problems))
+    meta = dict(title=title, repo=repo, notebooks=notebooks, copyright=str(cfg.get('author') or f'{title} developers'))
+    t2 = time.time()
 
     _prepare_out(out)
-    (out/'_static').mkdir()
-    (out/'_static'/'docs.css').write_text(CSS + HtmlFormatter(style='default').get_style_defs('.highlight'))
-    for f in proc.rglob('*'):  # styles.css and any pictures or files the notebooks link to
-        rel = f.relative_to(proc)
-        if f.is_file() and f.suffix not in _SKIP_COPY and not any(o[0] in '._' for o in rel.parts):
-            (out/rel).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(f, out/rel)
-    if not (out/'styles.css').exists(): (out/'styles.css').write_text('')
-
-    exp = DocsExporter(extra_loaders=[DictLoader({'docs.html.j2': TEMPLATE})], template_name='lab',
-                       template_file='docs.html.j2', exclude_input_prompt=True, exclude_output_prompt=True,
-                       filters={'latex_output': _latex_output, 'md_inline': md_inline})
-    # nbdev links symbols to the hosted docs (`<doc_host><doc_baseurl>/core.html#set_seed`): those links are kept in this site
-    doc_base = urljoin(str(cfg.doc_host) + '/', str(cfg.get('doc_baseurl') or '')).rstrip('/') + '/' if cfg.get('doc_host') else ''
-    errors = []
-    for p in pages:
-        nb = p.nb if p.nb is not None else nbformat.v4.new_notebook()
-        if p.nb is not None: apply_directives(nb)
-        res = {'metadata': {'name': p.html.stem, 'path': str((proc/p.src).parent)},
-               'docs': dict(title=p.title, description=p.description, site_title=site_title, root=p.root,
-                            nav=nav_html(pages, p, p.root), math='mathml' if _tex2mathml else 'tex',
-                            extra=index_extra(pages, p) if p.nb is None else '')}
-        try: body,_ = exp.from_notebook_node(nb, resources=res)
-        except Exception as e: errors.append(f'--- nbs/{p.src}: {type(e).__name__}: ' + '\n'.join(str(e).splitlines()[:4])); continue
-        dest = out/p.html
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_text(fix_html(body, p, pages, doc_base), encoding='utf-8')
-    if errors: raise DocsError('could not render these notebooks to HTML:\n' + '\n'.join(errors))
+    from sphinx.application import Sphinx
+    from sphinx.util.docutils import docutils_namespace
+    from sphinx.util.console import nocolor
+    nocolor()
+    os.environ['SGN_DOCS_META'] = json.dumps(meta)
+    warn = open(src/'_warnings.txt', 'w+')
+    try:
+        with docutils_namespace():
+            # MyST-NB writes pictures next to Sphinx's output folder: build inside `src`, then move the site to `out`
+            app = Sphinx(str(src), str(HERE/'docs'), str(src/'_build'/'html'), str(src/'_build'/'doctrees'), 'html',
+                         status=None, warning=warn, freshenv=True)
+            app.build()
+        out.rmdir(); shutil.move(src/'_build'/'html', out)
+    except Exception as e: raise DocsError(f'Sphinx failed: {type(e).__name__}: {e}')
+    warn.seek(0); warnings = [l for l in warn.read().splitlines() if 'WARNING' in l or 'ERROR' in l]
+    (out/MARKER).write_text('Made by tools/build_docs.py; the whole folder is replaced on every build.\n')
+    if warnings: raise DocsError(f'Sphinx warned {len(warnings)} time(s):\n  ' + '\n  '.join(warnings[:40]))
     if failed: raise DocsError(f'{len(failed)} notebook(s) could not be processed (see above): '
                                f'{", ".join(str(s.relative_to(cfg.config_path)) for s,_ in failed)}; the site has the other pages')
     if not quiet:
-        maths = 'MathML' if _tex2mathml else 'TeX source (pip install latex2mathml for MathML)'
+        import sphinx
         cached = f' (the other {len(nbs) - n_done} were unchanged)' if n_done < len(nbs) else ''
-        print(f'docs: processed {n_done} of {len(nbs)} notebooks{cached} in {t1-t0:.1f}s, '
-              f'wrote {len(pages)} pages in {time.time()-t1:.1f}s; '
-              f'maths as {maths}\n      open {out/"index.html"}')
+        print(f'docs: nbdev processed {n_done} of {len(nbs)} notebooks{cached} in {t1-t0:.1f}s; '
+              f'Sphinx {sphinx.__version__} wrote {len(pages)} pages in {time.time()-t2:.1f}s\n      open {out/"index.html"}')
     return pages
 
 def main(argv=None):
@@ -505,7 +353,7 @@ def main(argv=None):
     ap.add_argument('--out', type=Path, default=None, help='output folder (default: site/ in the project root)')
     ap.add_argument('--proc', type=Path, default=None, help="nbdev's processed notebooks (default: _proc/ in the project root)")
     ap.add_argument('--force', action='store_true', help='process every notebook again, ignoring the _proc cache')
-    ap.add_argument('--workers', type=int, default=None, help='processes that run nbdev\'s processing (default 1)')
+    ap.add_argument('--workers', type=int, default=None, help="processes that run nbdev's processing (default 1)")
     ap.add_argument('--keep-going', action='store_true', help='build the pages that process, then still fail')
     a = ap.parse_args(argv)
     try: build(a.out, a.proc, force=a.force, n_workers=a.workers, keep_going=a.keep_going)

@@ -497,7 +497,7 @@ def run_notebook(nb:str|Path, # An experiment notebook (path or name)
     if not mf.exists(): raise RuntimeError(f'the notebook {nb.name} finished but wrote no {METRICS_FILE} in {str(d)!r}: it is not a finished run')
     return json.loads(mf.read_text())
 
-# %% ../nbs/13_experiment.ipynb #7b5887d3
+# %% ../nbs/13_experiment.ipynb #9f26af71
 PROGRESS_FILE = 'progress.json'  # what `RunProgressCallback` (the learner page) writes into each training's run folder
 
 def _clock(s:float) -> str:
@@ -509,7 +509,7 @@ def progress_line(p:dict, # A record of `progress.json`
                  ) -> str:
     "The one-line report of a progress record: G step, losses, speed, time left (or taken) and the last FID."
     n, i = p['n_iter'], p['iter']
-    parts = [f"{p['label']}: " * bool(p.get('label')) + f"G step {i}/{n}" + (f' ({100 * i // n}%)' if n else '')]
+    parts = [(f"{p['label']}: " if p.get('label') else '') + f"G step {i}/{n}" + (f' ({100 * i // n}%)' if n else '')]
     parts += [f'L_{k} {v:.3f}' for k, v in p['losses'].items() if v == v]
     if p.get('steps_per_s'): parts.append(f"{p['steps_per_s']:.1f} it/s")
     if p['state'] == 'finished': parts.append(f"done in {_clock(p['elapsed_s'])}")

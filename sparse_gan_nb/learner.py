@@ -647,13 +647,15 @@ class RunProgressCallback(Callback):
         self._due, self._fid_iter = time.time() + self.every, self.last['fid_iter']
         if self.learn.run_dir and self.learn.writes: atomic_write_json(self.learn.run_dir/self.fname, self.last)
 
-# %% ../nbs/04_learner.ipynb #371041a2
+# %% ../nbs/04_learner.ipynb #1574cd6e
 def tensorboard_tag(key:str, # A column of `history.csv`
+                    evals=(), # The columns an evaluation writes
                    ) -> str:
-    "The TensorBoard tag of a history column: `loss/d`, `G/density`, `D/itop`, `eval/fid`, ..."
+    "The TensorBoard tag of a history column: `loss/d`, `G/density`, `D/itop`, `eval/fid`, `cost/train_flops`, `train/br`, ..."
     if key.startswith('loss_'): return f'loss/{key[5:]}'
     if key[:2] in ('G_', 'D_'): return f'{key[0]}/{key[2:]}'
-    return 'train/time_s' if key == 'time' else f'eval/{key}'
+    if key in evals: return f'eval/{key}'
+    return 'train/time_s' if key == 'time' else f"{'cost' if 'flops' in key else 'train'}/{key}"
 
 def tensorboard_writer(log_dir:str|Path, # Where the event files go
                        purge_step:int|None=None, # Drop earlier events at this step and later (a resumed run's)
@@ -682,16 +684,16 @@ class TensorBoardCallback(Callback):
         if self.writer is not None: self.writer.close(); self.writer = None
     def _log(self):
         if self.writer is None: return
-        rows = self.learn.history.rows
+        rows, evals, n = self.learn.history.rows, getattr(self.learn, 'final_metrics', {}), len(self._logged)  # evals: the last evaluation's numbers
         for r in rows[max(self._row0, len(rows) - 2):]:  # the last rows: values are added to a row after it is written
             for k, v in r.items():
                 if k in ('iter', 'd_iter', 'epoch') or (r['iter'], k) in self._logged: continue
                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-                    self.writer.add_scalar(tensorboard_tag(k), v, r['iter']); self._logged.add((r['iter'], k))
+                    self.writer.add_scalar(tensorboard_tag(k, evals), v, r['iter']); self._logged.add((r['iter'], k))
         sg = self._grids
         if sg is not None and sg.saved_at != self._grid_at and sg.paths:
             from PIL import Image
             import numpy as np
             self.writer.add_image('samples', np.asarray(Image.open(sg.paths[-1]).convert('RGB')), sg.saved_at, dataformats='HWC')
-            self._grid_at = sg.saved_at
-        self.writer.flush()
+            self._grid_at, n = sg.saved_at, -1
+        if len(self._logged) != n: self.writer.flush()

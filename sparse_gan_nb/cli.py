@@ -14,7 +14,7 @@ from .experiment import *
 # %% auto #0
 __all__ = ['HEADLINE', 'run_summary', 'main']
 
-# %% ../nbs/14_cli.ipynb #cd93e639
+# %% ../nbs/14_cli.ipynb #c8f77105
 HEADLINE = dict(is_mean='IS', modes='modes', density_G='G density', params_G='G parameters', train_flops_vs_dense='train FLOPs vs dense')
 
 def _num(v) -> str: return f'{v:,}' if isinstance(v, int) and not isinstance(v, bool) else f'{v:.4g}' if isinstance(v, float) else str(v)
@@ -31,7 +31,10 @@ def run_summary(res:dict, # A run's `metrics.json`
         if m.get(k) is None: continue
         stored = m.get('stored_params_G') if k == 'params_G' else None
         nums.append(f'{label} {_num(m[k])}' if stored is None else f'G parameters stored {_num(stored)} of {_num(m[k])}')
-    lines = [f"finished: {d}  ({res.get('notebook') or 'run'}, {m['iterations']} G steps, {m['train_time_s']:.1f} s of training)"] + ['  ' + '  '.join(nums)] * bool(nums)
+    about = [res.get('notebook') or 'run']
+    if 'iterations' in m: about.append(f"{m['iterations']} G steps")
+    if 'train_time_s' in m: about.append(f"{m['train_time_s']:.1f} s of training")
+    lines = [f"finished: {d}  ({', '.join(about)})"] + ['  ' + '  '.join(nums)] * bool(nums)
     if (d/'samples'/'last.png').exists(): lines.append(f"  samples: {d/'samples'/'last.png'}")
     return '\n'.join(lines + [f'  every number: {d/METRICS_FILE}'])
 

@@ -66,6 +66,7 @@ def test_summary_names_folder_numbers_and_files(tmp_path):
     assert s[2:] == [f"  samples: {tmp_path/'samples'/'last.png'}", f"  every number: {tmp_path/'metrics.json'}"]
     s = run_summary(dict(metrics=dict(iterations=2, train_time_s=0.5, params_G=100)), tmp_path/'none').splitlines()
     assert s[1] == '  G parameters 100' and len(s) == 3  # no FID, no samples
+    assert run_summary(dict(metrics=dict(y=2.)), tmp_path/'toy').splitlines()[0] == f"finished: {tmp_path/'toy'}  (run)"  # any notebook's metrics
 
 def test_sgn_run_on_a_terminal_rewrites_one_line(tmp_path):
     "Through a pseudo-terminal, as a person sees it: the line is redrawn with \\r, and the summary follows on its own lines."

@@ -4,6 +4,7 @@
     python3 tasks.py demo    # install into .venv, then run the main experiment (STU-GAN on digits) into runs/demo
     python3 tasks.py test    # install into .venv, then check notebooks are clean and exported, and run every test
     python3 tasks.py docs    # install, then build the static docs site into site/ (no Quarto needed)
+    python3 tasks.py lab     # install, then open the notebooks in JupyterLab; a notebook saved there is saved clean (nbdev's hook)
 
 Set VENV to use another virtual environment folder. `.ci/run` calls `python3 tasks.py test`.
 """
@@ -68,11 +69,24 @@ def test():
     print(f'tests took {time.time() - t:.0f} s', flush=True)
     if r.returncode: sys.exit(r.returncode)
 
+def lab_command(root=ROOT, jupyter=None, port=None, token=None, browser=True):
+    """JupyterLab serving `root`, opened on its nbs/, with nbdev's pre-save hook: it cleans each notebook as it is saved, as
+    nbdev-clean would (jupyter_hooks = true in pyproject.toml). A JupyterLab started otherwise gets the hook from nbdev-install-hooks."""
+    return [str(jupyter or BIN/'jupyter'), 'lab', f'--ServerApp.root_dir={root}', '--LabApp.default_url=/lab/tree/nbs',
+            '--ContentsManager.pre_save_hook=nbdev.clean.clean_jupyter'] + ['--no-browser'] * (not browser) + \
+           [f'--port={port}'] * bool(port) + [f'--IdentityProvider.token={token}'] * (token is not None) + \
+           ['--allow-root'] * (hasattr(os, 'geteuid') and os.geteuid() == 0)  # containers and CI often run as root
+
+def lab():
+    install()
+    try: sh(*lab_command())  # the hook reads pyproject.toml from the working folder: the repository
+    except KeyboardInterrupt: pass
+
 def docs():
     install()
     sh(BIN/'python', 'tools/build_docs.py')
 
 if __name__ == '__main__':
-    jobs = dict(install=install, demo=demo, test=test, docs=docs)
+    jobs = dict(install=install, demo=demo, test=test, docs=docs, lab=lab)
     if len(sys.argv) != 2 or sys.argv[1] not in jobs: sys.exit(f"usage: python3 tasks.py {{{'|'.join(jobs)}}}")
     jobs[sys.argv[1]]()

@@ -16,12 +16,13 @@ from . import __version__
 from .core import *
 
 # %% auto #0
-__all__ = ['RUN_MARKER', 'LOCK_FILE', 'METRICS_FILE', 'CLAIM_FILE', 'RANKS_DIR', 'RESUME_MODES', 'PARENT_GONE_EXIT', 'DATASETS',
-           'PATH_DATASETS', 'MIXTURE_DATASETS', 'MODEL_NAMES', 'GENOTYPE_NAMES', 'SEARCH_PRESET_NAMES', 'LOSSES',
-           'METRIC_NAMES', 'MODE_DATASETS', 'PARAMS', 'RESUME_MAY_CHANGE', 'PARENT_ENV', 'folder_state', 'read_marker',
-           'RunLockedError', 'RunLock', 'die_with_parent', 'RunFolder', 'prepare_run_dir', 'run_info', 'write_metrics',
-           'read_parameters', 'notebook_params', 'convert_param', 'ParamSpec', 'check_params', 'check_resume',
-           'find_experiment', 'run_notebook', 'run_dir_in', 'Experiment', 'collect_runs', 'run_states',
+__all__ = ['RUN_MARKER', 'LOCK_FILE', 'METRICS_FILE', 'CLAIM_FILE', 'RANKS_DIR', 'RESUME_MODES', 'PARENT_GONE_EXIT',
+           'SCAFFOLD_PARAMS', 'DATASETS', 'PATH_DATASETS', 'MIXTURE_DATASETS', 'MODEL_NAMES', 'GENOTYPE_NAMES',
+           'SEARCH_PRESET_NAMES', 'LOSSES', 'METRIC_NAMES', 'MODE_DATASETS', 'PARAMS', 'RESUME_MAY_CHANGE',
+           'PARENT_ENV', 'PROGRESS_FILE', 'PROGRESS_MODES', 'folder_state', 'read_marker', 'RunLockedError', 'RunLock',
+           'die_with_parent', 'RunFolder', 'prepare_run_dir', 'run_info', 'write_metrics', 'read_parameters',
+           'notebook_params', 'convert_param', 'ParamSpec', 'check_params', 'check_resume', 'find_experiment',
+           'run_notebook', 'progress_line', 'ProgressPrinter', 'run_dir_in', 'Experiment', 'collect_runs', 'run_states',
            'markdown_table']
 
 # %% ../nbs/13_experiment.ipynb #6ec5de19
@@ -195,7 +196,7 @@ def write_metrics(run_dir:str|Path, # The run folder
     return atomic_write_json(Path(run_dir)/METRICS_FILE, dict(metrics=metrics, params=params or {}, notebook=m.get('notebook', ''),
                                                               role=m.get('role', ''), info=run_info()))
 
-# %% ../nbs/13_experiment.ipynb #af31509b
+# %% ../nbs/13_experiment.ipynb #b6ccf46b
 def _parameters_cell(nb_path:Path) -> str:
     "The source of the notebook's cell tagged `parameters` ('' when it has none)."
     cells = json.loads(nb_path.read_text())['cells']
@@ -218,12 +219,16 @@ def read_parameters(src:str, # The source of a parameters cell
         out[name] = dict(type=typ, default=default, help=comments.get(node.lineno, ''))
     return out
 
+SCAFFOLD_PARAMS = read_parameters(  # taken by every experiment notebook, through `Experiment`
+    "tensorboard: bool = False  # also log losses, evaluations and sample grids to TensorBoard, in out_dir/tensorboard\n")
+
 def notebook_params(nb_path:str|Path, # An experiment notebook
                    ) -> dict:
-    "The parameters a notebook declares: `{name: dict(type=, default=, help=)}`."
+    "The parameters a notebook takes: those it declares, then the scaffold's (`SCAFFOLD_PARAMS`); `{name: dict(type=, default=, help=)}`."
     nb_path = Path(nb_path)
     if not nb_path.is_file(): raise FileNotFoundError(f'experiment notebook {str(nb_path)!r} does not exist')
-    return read_parameters(_parameters_cell(nb_path))
+    own = read_parameters(_parameters_cell(nb_path))
+    return own | {k: v for k, v in SCAFFOLD_PARAMS.items() if k not in own}
 
 _bools = {'true': True, '1': True, 'yes': True, 'false': False, '0': False, 'no': False}
 
@@ -302,7 +307,7 @@ def _check_checkpoints(n, v):
         if not isinstance(cfg.get('model'), dict): raise ValueError(f"{n}: checkpoint {p!r} names no model (config['model']), so it cannot be rebuilt")
     return v
 
-# %% ../nbs/13_experiment.ipynb #4ed2d45f
+# %% ../nbs/13_experiment.ipynb #8d551bbe
 DATASETS = ('digits', 'stacked_digits', 'ring8', 'grid25', 'cifar10', 'stl10', 'folder')  # data.DATA_NAMES
 PATH_DATASETS, MIXTURE_DATASETS = ('cifar10', 'stl10', 'folder'), ('ring8', 'grid25')
 MODEL_NAMES = ('dcgan', 'sngan', 'biggan', 'mlp', 'alphagan', 'alphagan_super')  # the built-in families of models.MODEL_FAMILIES
@@ -313,6 +318,12 @@ def _check_genotype(n, v):
     raise ValueError(f'{n} must be a published genotype ({", ".join(GENOTYPE_NAMES)}) or an existing genotype.json file, got {v!r}')
 LOSSES = ('hinge', 'ns', 'ls')  # losses.gan_losses
 METRIC_NAMES, MODE_DATASETS = ('fid', 'is', 'kid', 'pr', 'dc', 'modes'), ('stacked_digits', 'ring8', 'grid25')  # evaluate.METRICS, MODE_DATA
+
+def _check_tensorboard(n, v):
+    import importlib.util
+    if v and importlib.util.find_spec('tensorboard') is None:
+        raise ImportError(f"{n}=true logs to TensorBoard, which is not installed here: pip install 'sparse-gan-nb[tensorboard]' (or leave {n} false)")
+    return v
 
 def _check_metrics(n, v):
     if v != 'auto':
@@ -327,7 +338,7 @@ PARAMS = dict(
     ema=_spec(_check_decay, 1.5, 'a decay in (0, 1), or none'), seed=_seed(), device=_spec(_check_device, 'gpu0', 'auto, cpu, cuda, cuda:N or mps'),
     log_every=_count(), sample_every=_count(), ckpt_every=_count(), eval_every=_count(), eval_n=_count(),
     eval_metrics=_spec(_check_metrics, 'fid,sharpness', f"auto, or a comma-separated subset of {','.join(METRIC_NAMES)}"),
-    resume=_choice(*RESUME_MODES), out_dir=_anything(),
+    resume=_choice(*RESUME_MODES), out_dir=_anything(), tensorboard=_spec(_check_tensorboard, None, 'true needs the tensorboard package'),
     # sparse training (stu_gan)
     method=_choice('sparse', 'gmp', 'imp', 'dense'), d_G=_fraction(), d_D=_fraction(), distribution=_choice('erk', 'uniform'),
     init=_choice('random', 'snip'), sampling=_choice('exact', 'bernoulli'), conv_only=_anything(), explore=_choice('G', 'D', 'GD', 'none'),
@@ -378,8 +389,8 @@ def check_params(declared:dict, # From `notebook_params`
     _cross_checks(full)
     return out
 
-# %% ../nbs/13_experiment.ipynb #f0ca994d
-RESUME_MAY_CHANGE = ('n_iter', 'device', 'resume', 'out_dir', 'log_every', 'sample_every', 'ckpt_every', 'eval_every', 'eval_n', 'eval_metrics', 'rounds')
+# %% ../nbs/13_experiment.ipynb #9aedc306
+RESUME_MAY_CHANGE = ('n_iter', 'device', 'resume', 'out_dir', 'log_every', 'sample_every', 'ckpt_every', 'eval_every', 'eval_n', 'eval_metrics', 'rounds', 'tensorboard')
 
 def check_resume(params:dict, # The parameters of the run about to resume
                  before:dict, # The parameters the checkpoint was written with
@@ -486,6 +497,87 @@ def run_notebook(nb:str|Path, # An experiment notebook (path or name)
     if not mf.exists(): raise RuntimeError(f'the notebook {nb.name} finished but wrote no {METRICS_FILE} in {str(d)!r}: it is not a finished run')
     return json.loads(mf.read_text())
 
+# %% ../nbs/13_experiment.ipynb #9f26af71
+PROGRESS_FILE = 'progress.json'  # what `RunProgressCallback` (the learner page) writes into each training's run folder
+
+def _clock(s:float) -> str:
+    "Seconds as `m:ss` or `h:mm:ss`."
+    m, s = divmod(int(round(s)), 60); h, m = divmod(m, 60)
+    return f'{h}:{m:02d}:{s:02d}' if h else f'{m}:{s:02d}'
+
+def progress_line(p:dict, # A record of `progress.json`
+                 ) -> str:
+    "The one-line report of a progress record: G step, losses, speed, time left (or taken) and the last FID."
+    n, i = p['n_iter'], p['iter']
+    parts = [(f"{p['label']}: " if p.get('label') else '') + f"G step {i}/{n}" + (f' ({100 * i // n}%)' if n else '')]
+    parts += [f'L_{k} {v:.3f}' for k, v in p['losses'].items() if v == v]
+    if p.get('steps_per_s'): parts.append(f"{p['steps_per_s']:.1f} it/s")
+    if p['state'] == 'finished': parts.append(f"done in {_clock(p['elapsed_s'])}")
+    elif p.get('eta_s') is not None: parts.append(f"ETA {_clock(p['eta_s'])}")
+    if p.get('fid') is not None: parts.append(f"FID {p['fid']:.4g} @{p['fid_iter']}")
+    return '  '.join(parts)
+
+PROGRESS_MODES = ('auto', 'line', 'lines', 'off')
+
+class ProgressPrinter:
+    "Show the progress of the run in `run_dir` on `out` while it trains: one line rewritten in place on a terminal, else plain lines."
+    def __init__(self, run_dir:str|Path, # The run folder to watch
+                 out=None, # A text stream; default `sys.stdout`
+                 mode:str='auto', # 'line' (in place), 'lines' (plain lines), 'off', or 'auto': 'line' on a terminal, else 'lines'
+                 every:float=10., # Seconds between plain lines
+                 poll:float=0.5, # Seconds between reads of the progress file
+                ):
+        self.dir, self.out, self.every, self.poll_s = Path(run_dir).expanduser().absolute(), out or sys.stdout, every, poll
+        check_choice('mode', mode, PROGRESS_MODES)
+        self.mode = ('line' if getattr(self.out, 'isatty', lambda: False)() else 'lines') if mode == 'auto' else mode
+        self.since, self.shown, self.key, self._last, self.printed_at, self.open_line, self._stop = time.time(), None, None, None, 0., False, None
+
+    def latest(self) -> dict|None:
+        "The newest progress record under the run folder (its own, or a sub-run's, with `label` naming its folder), or None."
+        files = [self.dir/PROGRESS_FILE] + sorted(self.dir.glob(f'*/{PROGRESS_FILE}'))
+        stamped = []
+        for f in files:
+            try: stamped.append((f.stat().st_mtime, f))
+            except OSError: pass
+        stamped = [x for x in stamped if x[0] >= self.since - 1]
+        if not stamped: return None
+        f = max(stamped)[1]
+        try: rec = json.loads(f.read_text())
+        except (OSError, ValueError): return None  # replaced while read: the next poll reads it
+        return rec | dict(label=str(f.parent.relative_to(self.dir)) if f.parent != self.dir else '')
+
+    def update(self, final:bool=False):
+        "Read the progress file and show it, if there is something new to show."
+        rec = self.latest()
+        if rec is None or self.mode == 'off': return
+        line, now = progress_line(rec), time.time()
+        if self.mode == 'line':
+            if line == self.shown: return
+            if self.key is not None and rec['label'] != self.key and self.open_line: self.out.write('\n')  # a new training: keep the last line of the old
+            width = shutil.get_terminal_size((100, 20)).columns - 1
+            self.out.write('\r' + line[:width] + '\x1b[K'); self.open_line = True
+        else:
+            new_stage = rec['label'] != self.key or rec['state'] == 'finished' or rec.get('fid_iter') != (self._last or {}).get('fid_iter')
+            if line == self.shown or not (final or new_stage or now - self.printed_at >= self.every): return
+            self.out.write(line + '\n'); self.printed_at = now
+        self.out.flush()
+        self.shown, self.key, self._last = line, rec['label'], rec
+
+    def _watch(self):
+        while not self._stop.wait(self.poll_s): self.update()
+
+    def __enter__(self):
+        if self.mode != 'off':
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._watch, name='sgn-progress', daemon=True); self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._stop is None: return
+        self._stop.set(); self._thread.join()
+        self.update(final=True)
+        if self.open_line: self.out.write('\n'); self.out.flush(); self.open_line = False
+
 # %% ../nbs/13_experiment.ipynb #904f22ba
 def run_dir_in(root:str|Path, # The grid's output folder
                pattern:str, # A folder name pattern, e.g. '{method}/dG{d_G}/seed{seed}'
@@ -501,7 +593,7 @@ def run_dir_in(root:str|Path, # The grid's output folder
     if top not in d.parents: raise ValueError(f'run folder {rel!r} leads outside the output folder {str(root)!r}')
     return Path(root)/p
 
-# %% ../nbs/13_experiment.ipynb #9808221a
+# %% ../nbs/13_experiment.ipynb #6590627d
 class Experiment:
     "One run of an experiment notebook: checked parameters, a locked run folder, and the steps every experiment takes the same way."
     def __init__(self, notebook:str, # The notebook's name
@@ -523,7 +615,7 @@ class Experiment:
              ) -> Experiment:
         "Check the parameters, prepare and lock the run folder, and decide whether to resume, saying so (on several processes: process 0 does, and tells the others)."
         declared = notebook_params(find_experiment(notebook))
-        params = check_params(declared, {k: ns[k] for k in declared if k in ns})
+        params = check_params(declared, {k: ns[k] if k in ns else v['default'] for k, v in declared.items() if k in ns or k in SCAFFOLD_PARAMS})
         out = params.pop('out_dir', None)
         rank, world, device = 0, 1, None
         if world_info()[1] > 1:  # under torchrun: join the others (torch.distributed is imported only then)
@@ -573,7 +665,7 @@ class Experiment:
     def checkpoint(self) -> Path|None: return self.folder.checkpoint
     def __repr__(self): return f'Experiment({self.notebook!r}, {str(self.dir)!r}, resume={self.folder.resume})'
 
-# %% ../nbs/13_experiment.ipynb #68efea1c
+# %% ../nbs/13_experiment.ipynb #c8a0cec7
 @patch
 def dls(self:Experiment):
     "The run's seeded data loaders (built once)."
@@ -641,7 +733,13 @@ def learner(self:Experiment, G, D, # The pair to train
     p = self.p
     return distribute(GANLearner(dls or self.dls(), G, D, loss=p.loss, lr_g=p.lr_g, lr_d=p.lr_d, betas=(p.beta1, p.beta2), n_critic=p.n_critic,
                                  ema=p.ema, run_dir=run_dir or self.dir, config=self.config(G), log_every=p.log_every,
-                                 cbs=list(cbs) + (self.callbacks() if standard else [])))
+                                 cbs=list(cbs) + (self.callbacks() if standard else []) + self.watchers()))
+
+@patch
+def watchers(self:Experiment) -> list:
+    "How every training of the run can be watched: `progress.json` (which `sgn run` shows), and TensorBoard when `tensorboard` is set."
+    from sparse_gan_nb.learner import RunProgressCallback, TensorBoardCallback
+    return [RunProgressCallback()] + ([TensorBoardCallback()] if self.p.get('tensorboard') else [])
 
 @patch
 def fit(self:Experiment, learn, # The run's learner

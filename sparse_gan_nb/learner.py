@@ -26,7 +26,8 @@ from .losses import GANPass, get_loss, d_loss, g_loss
 # %% auto #0
 __all__ = ['arch_parameters', 'weight_parameters', 'set_trainable', 'GANStep', 'd_step_loss', 'g_step_loss', 'GANModule',
            'GANLossMetric', 'GANLearner', 'sample_generator', 'HistoryCallback', 'EMACallback', 'convert_checkpoint',
-           'CheckpointCallback', 'save_samples', 'SampleGridCallback']
+           'CheckpointCallback', 'save_samples', 'SampleGridCallback', 'RunProgressCallback', 'tensorboard_tag',
+           'tensorboard_writer', 'TensorBoardCallback']
 
 # %% ../nbs/04_learner.ipynb #5b2ae89a
 def arch_parameters(m:nn.Module, # A network
@@ -597,3 +598,88 @@ def fwd(self:GANLearner, net:str, # 'G' or 'D'
        ) -> nn.Module:
     "Network `net` as the step that trains it calls it: its DDP wrapper on several processes, else the network."
     return self.wrappers[net] if net in self.wrappers else getattr(self, net)
+
+# %% ../nbs/04_learner.ipynb #47d7f0dc
+class RunProgressCallback(Callback):
+    "Rewrite `run_dir/progress.json` (G step, losses, speed, ETA, last FID) every `every` seconds, at each evaluation and at the end."
+    order = 80  # after the step's history row, evaluation, sample grid and checkpoint
+    def __init__(self, every:float=1., # Seconds between writes (an evaluation and the end of training also write)
+                 fname:str='progress.json', # File name inside the run folder
+                ): check_positive('every', every, integer=False); store_attr(); self.last = None
+    def before_fit(self):
+        self._t0, self._i0, self._due, self._fid_iter = time.time(), self.learn.g_iter, 0., None
+        self._write('training')
+    def after_batch(self):
+        fm = getattr(self.learn, 'final_metrics', {})
+        if self.learn.takes_g_step and (time.time() >= self._due or fm.get('iter', self._fid_iter) != self._fid_iter): self._write('training')
+    def after_fit(self): self._write('finished')
+
+    def record(self, state:str='training') -> dict:
+        "The progress record now."
+        L, now = self.learn, time.time()
+        h, done, dt = L.history, L.g_iter - self._i0, now - self._t0
+        losses = {}
+        for k in L.steps:
+            s = h.sums.get(k, [0., 0])
+            if s[1]: losses[k] = float(s[0]) / s[1]
+            elif h.rows and f'loss_{k.lower()}' in h.rows[-1]: losses[k] = h.rows[-1][f'loss_{k.lower()}']
+        rate = done / dt if done and dt > 0 else None
+        fm = getattr(L, 'final_metrics', {})
+        return dict(state=state, iter=L.g_iter, n_iter=L.target_iter, losses=losses, steps_per_s=rate,
+                    eta_s=(L.target_iter - L.g_iter) / rate if rate else None, elapsed_s=L.elapsed(), fid=fm.get('fid'), fid_iter=fm.get('iter'), time=now)
+
+    def _write(self, state:str):
+        self.last = self.record(state)
+        self._due, self._fid_iter = time.time() + self.every, self.last['fid_iter']
+        if self.learn.run_dir and self.learn.writes: atomic_write_json(self.learn.run_dir/self.fname, self.last)
+
+# %% ../nbs/04_learner.ipynb #1574cd6e
+def tensorboard_tag(key:str, # A column of `history.csv`
+                    evals=(), # The columns an evaluation writes
+                   ) -> str:
+    "The TensorBoard tag of a history column: `loss/d`, `G/density`, `D/itop`, `eval/fid`, `cost/train_flops`, `train/br`, ..."
+    if key.startswith('loss_'): return f'loss/{key[5:]}'
+    if key[:2] in ('G_', 'D_'): return f'{key[0]}/{key[2:]}'
+    if key in evals: return f'eval/{key}'
+    return 'train/time_s' if key == 'time' else f"{'cost' if 'flops' in key else 'train'}/{key}"
+
+def tensorboard_writer(log_dir:str|Path, # Where the event files go
+                       purge_step:int|None=None, # Drop earlier events at this step and later (a resumed run's)
+                      ):
+    "A `torch.utils.tensorboard.SummaryWriter`, or an ImportError that says how to install TensorBoard."
+    try: from torch.utils.tensorboard import SummaryWriter
+    except ImportError: raise ImportError("TensorBoard logging needs the tensorboard package: pip install 'sparse-gan-nb[tensorboard]'") from None
+    return SummaryWriter(str(log_dir), purge_step=purge_step)
+
+class TensorBoardCallback(Callback):
+    "Log each new row of `history.csv` as scalars and each sample grid as an image to TensorBoard, in `run_dir/tensorboard`."
+    order = 85  # after the history row and the sample grid of the step
+    def __init__(self, log_dir:str|Path|None=None, # Default: `run_dir/tensorboard`
+                ): self.log_dir, self.writer = log_dir, None
+    def before_fit(self):
+        L = self.learn
+        if self.log_dir is None: _need_run_dir(self)
+        self._logged, self._row0 = set(), len(L.history.rows)  # rows of earlier sessions are in their own event files
+        grids = [cb for cb in L.cbs if isinstance(cb, SampleGridCallback)]
+        self._grids, self._grid_at = (grids[0] if grids else None), (grids[0].saved_at if grids else None)
+        if L.writes: self.writer = tensorboard_writer(self.log_dir or L.run_dir/'tensorboard', purge_step=L.g_iter or None)
+    def after_batch(self):
+        if self.learn.takes_g_step: self._log()
+    def after_fit(self):
+        self._log()
+        if self.writer is not None: self.writer.close(); self.writer = None
+    def _log(self):
+        if self.writer is None: return
+        rows, evals, n = self.learn.history.rows, getattr(self.learn, 'final_metrics', {}), len(self._logged)  # evals: the last evaluation's numbers
+        for r in rows[max(self._row0, len(rows) - 2):]:  # the last rows: values are added to a row after it is written
+            for k, v in r.items():
+                if k in ('iter', 'd_iter', 'epoch') or (r['iter'], k) in self._logged: continue
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    self.writer.add_scalar(tensorboard_tag(k, evals), v, r['iter']); self._logged.add((r['iter'], k))
+        sg = self._grids
+        if sg is not None and sg.saved_at != self._grid_at and sg.paths:
+            from PIL import Image
+            import numpy as np
+            self.writer.add_image('samples', np.asarray(Image.open(sg.paths[-1]).convert('RGB')), sg.saved_at, dataformats='HWC')
+            self._grid_at, n = sg.saved_at, -1
+        if len(self._logged) != n: self.writer.flush()

@@ -37,7 +37,12 @@ def test_run_folder_is_complete(finished):
     assert (m['notebook'], m['role']) == ('dense_baseline', 'baseline')
     assert len((out/'history.csv').read_text().splitlines()) == 1 + 3
     assert read_checkpoint(out/CKPT_NAME)['step_iters']['G'] == 12
-    assert 'iterations 12' in r.stdout and 'samples:' in r.stdout and 'Traceback' not in r.stdout + r.stderr
+    assert 'Traceback' not in r.stdout + r.stderr
+    # a file, not a terminal: plain progress lines (the last one the end of training), then the summary
+    progress, summary = r.stdout.split('finished: ')
+    assert '\r' not in r.stdout and progress.splitlines()[-1].startswith('G step 12/12 (100%)  L_D ') and 'done in' in progress
+    assert summary.startswith(f'{out}  (dense_baseline, 12 G steps') and '\n  FID ' in summary and 'samples:' in summary
+    assert json.loads((out/'progress.json').read_text())['state'] == 'finished'
     assert 'WARNING' not in r.stderr  # no kernel or papermill noise on the terminal
 
 def test_finished_run_is_not_overwritten(finished):
@@ -59,9 +64,11 @@ def test_relative_paths_are_the_callers(tmp_path):
     import numpy as np
     for i in range(8): (tmp_path/'imgs'/'a').mkdir(parents=True, exist_ok=True); Image.fromarray(np.full((8, 8, 3), 30*i, np.uint8)).save(tmp_path/'imgs'/'a'/f'{i}.png')
     r = sgn('run', 'dense_baseline', 'runs/rel', *flags(dict(TINY, n_iter=2, log_every=1, sample_every=2, ckpt_every=2, dataset='folder',
-                                                           data_path='imgs', img_size=16, bs=4, eval_n='none')), cwd=tmp_path)
+                                                           data_path='imgs', img_size=16, bs=4, eval_n='none')), '--json', cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path/'runs'/'rel'/'metrics.json').read_text())['params']['data_path'] == 'imgs'
+    assert json.loads(r.stdout) == json.loads((tmp_path/'runs'/'rel'/'metrics.json').read_text())  # --json: stdout is the file ...
+    assert 'G step 2/2 (100%)' in r.stderr  # ... and the progress went to stderr
 
 def test_params_lists_types_and_what_each_accepts():
     r = sgn('params', 'dense_baseline')

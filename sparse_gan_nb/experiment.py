@@ -18,11 +18,11 @@ from .core import *
 # %% auto #0
 __all__ = ['RUN_MARKER', 'LOCK_FILE', 'METRICS_FILE', 'CLAIM_FILE', 'RANKS_DIR', 'RESUME_MODES', 'PARENT_GONE_EXIT', 'DATASETS',
            'PATH_DATASETS', 'MIXTURE_DATASETS', 'MODEL_NAMES', 'GENOTYPE_NAMES', 'SEARCH_PRESET_NAMES', 'LOSSES',
-           'METRIC_NAMES', 'MODE_DATASETS', 'PARAMS', 'RESUME_MAY_CHANGE', 'PARENT_ENV', 'folder_state', 'read_marker',
-           'RunLockedError', 'RunLock', 'die_with_parent', 'RunFolder', 'prepare_run_dir', 'run_info', 'write_metrics',
-           'read_parameters', 'notebook_params', 'convert_param', 'ParamSpec', 'check_params', 'check_resume',
-           'find_experiment', 'run_notebook', 'run_dir_in', 'Experiment', 'collect_runs', 'run_states',
-           'markdown_table']
+           'METRIC_NAMES', 'MODE_DATASETS', 'PARAMS', 'METHOD_PRESETS', 'RESUME_MAY_CHANGE', 'PARENT_ENV',
+           'folder_state', 'read_marker', 'RunLockedError', 'RunLock', 'die_with_parent', 'RunFolder',
+           'prepare_run_dir', 'run_info', 'write_metrics', 'read_parameters', 'notebook_params', 'convert_param',
+           'ParamSpec', 'check_params', 'check_resume', 'find_experiment', 'run_notebook', 'run_dir_in', 'Experiment',
+           'collect_runs', 'run_states', 'markdown_table']
 
 # %% ../nbs/13_experiment.ipynb #6ec5de19
 RUN_MARKER, LOCK_FILE, METRICS_FILE = '.sgn-run', '.sgn-lock', 'metrics.json'
@@ -302,7 +302,7 @@ def _check_checkpoints(n, v):
         if not isinstance(cfg.get('model'), dict): raise ValueError(f"{n}: checkpoint {p!r} names no model (config['model']), so it cannot be rebuilt")
     return v
 
-# %% ../nbs/13_experiment.ipynb #4ed2d45f
+# %% ../nbs/13_experiment.ipynb #f3a7c6de
 DATASETS = ('digits', 'stacked_digits', 'ring8', 'grid25', 'cifar10', 'stl10', 'folder')  # data.DATA_NAMES
 PATH_DATASETS, MIXTURE_DATASETS = ('cifar10', 'stl10', 'folder'), ('ring8', 'grid25')
 MODEL_NAMES = ('dcgan', 'sngan', 'biggan', 'mlp', 'alphagan', 'alphagan_super')  # the built-in families of models.MODEL_FAMILIES
@@ -329,10 +329,11 @@ PARAMS = dict(
     eval_metrics=_spec(_check_metrics, 'fid,sharpness', f"auto, or a comma-separated subset of {','.join(METRIC_NAMES)}"),
     resume=_choice(*RESUME_MODES), out_dir=_anything(),
     # sparse training (stu_gan)
-    method=_choice('sparse', 'gmp', 'imp', 'dense'), d_G=_fraction(), d_D=_fraction(), distribution=_choice('erk', 'uniform'),
+    method=_choice('sparse', 'stu', 'gmp', 'imp', 'dense'), d_G=_fraction(), d_D=_fraction(), distribution=_choice('erk', 'uniform'),
     init=_choice('random', 'snip'), sampling=_choice('exact', 'bernoulli'), conv_only=_anything(), explore=_choice('G', 'D', 'GD', 'none'),
     growth=_choice('gradient', 'random'), d_growth=_choice('gradient', 'random'), scope=_choice('layer', 'global'), delta_t=_count(),
     p0=_fraction(), opt_policy=_choice('keep', 'zero_new', 'mask_all'), imp_rounds=_count(), br_every=_count(),
+    regrow_pruned=_anything(), imp_schedule=_choice('geometric', 'lth'),
     # distillation (dgl_gan)
     teacher_ckpt=_spec(_check_checkpoints, '/no/such/teacher.safetensors', 'one or more checkpoints, comma-separated'),
     teacher_iters=_count(), teacher_model=_choice(*MODEL_NAMES), width_mult=_positive_number(), d_width_mult=_positive_number(),
@@ -365,6 +366,14 @@ def _cross_checks(p:dict):
     if 'stage1' in p and 'n_iter' in p and not resolve_when('stage1', p['stage1'], p['n_iter']) < p['n_iter']:
         raise ValueError(f"stage1={p['stage1']!r} puts stage 2 after the run's {p['n_iter']} G steps, so the teacher term would never be on")
 
+METHOD_PRESETS = dict(stu=dict(explore='G', growth='gradient', regrow_pruned=True, opt_policy='keep', conv_only=True))  # sparse.STU_AUTHORS, G explored
+
+def _check_preset(declared:dict, p:dict):
+    "A method preset fixes some parameters: refuse one given a value that is neither its default nor the preset's."
+    for k, v in METHOD_PRESETS.get(p.get('method'), {}).items():
+        if k in declared and p[k] not in (v, declared[k]['default']):
+            raise ValueError(f"method={p['method']!r} fixes {k}={v!r} (the authors' STU-GAN), got {k}={p[k]!r}; use method='sparse' to choose {k}")
+
 def check_params(declared:dict, # From `notebook_params`
                  params:dict, # The values to pass
                 ) -> dict:
@@ -375,7 +384,7 @@ def check_params(declared:dict, # From `notebook_params`
     full = {k: v['default'] for k, v in declared.items()} | out
     for k, v in full.items():
         if k in PARAMS: PARAMS[k].check(k, v)
-    _cross_checks(full)
+    _cross_checks(full); _check_preset(declared, full)
     return out
 
 # %% ../nbs/13_experiment.ipynb #f0ca994d

@@ -302,7 +302,7 @@ def _check_checkpoints(n, v):
         if not isinstance(cfg.get('model'), dict): raise ValueError(f"{n}: checkpoint {p!r} names no model (config['model']), so it cannot be rebuilt")
     return v
 
-# %% ../nbs/13_experiment.ipynb #f3a7c6de
+# %% ../nbs/13_experiment.ipynb #cf859101
 DATASETS = ('digits', 'stacked_digits', 'ring8', 'grid25', 'cifar10', 'stl10', 'folder')  # data.DATA_NAMES
 PATH_DATASETS, MIXTURE_DATASETS = ('cifar10', 'stl10', 'folder'), ('ring8', 'grid25')
 MODEL_NAMES = ('dcgan', 'sngan', 'biggan', 'mlp', 'alphagan', 'alphagan_super')  # the built-in families of models.MODEL_FAMILIES
@@ -368,11 +368,13 @@ def _cross_checks(p:dict):
 
 METHOD_PRESETS = dict(stu=dict(explore='G', growth='gradient', regrow_pruned=True, opt_policy='keep', conv_only=True))  # sparse.STU_AUTHORS, G explored
 
-def _check_preset(declared:dict, p:dict):
-    "A method preset fixes some parameters: refuse one given a value that is neither its default nor the preset's."
-    for k, v in METHOD_PRESETS.get(p.get('method'), {}).items():
-        if k in declared and p[k] not in (v, declared[k]['default']):
+def _apply_preset(declared:dict, p:dict) -> dict:
+    "The values a method preset fixes; refuse a parameter given a value that is neither its default nor the preset's."
+    fixed = {k: v for k, v in METHOD_PRESETS.get(p.get('method'), {}).items() if k in declared}
+    for k, v in fixed.items():
+        if p[k] not in (v, declared[k]['default']):
             raise ValueError(f"method={p['method']!r} fixes {k}={v!r} (the authors' STU-GAN), got {k}={p[k]!r}; use method='sparse' to choose {k}")
+    return fixed
 
 def check_params(declared:dict, # From `notebook_params`
                  params:dict, # The values to pass
@@ -384,8 +386,8 @@ def check_params(declared:dict, # From `notebook_params`
     full = {k: v['default'] for k, v in declared.items()} | out
     for k, v in full.items():
         if k in PARAMS: PARAMS[k].check(k, v)
-    _cross_checks(full); _check_preset(declared, full)
-    return out
+    _cross_checks(full)
+    return out | _apply_preset(declared, full)  # a run records the values it trains with
 
 # %% ../nbs/13_experiment.ipynb #f0ca994d
 RESUME_MAY_CHANGE = ('n_iter', 'device', 'resume', 'out_dir', 'log_every', 'sample_every', 'ckpt_every', 'eval_every', 'eval_n', 'eval_metrics', 'rounds')

@@ -23,7 +23,7 @@ import argparse, sys
 from pathlib import Path
 import pandas as pd
 
-METHODS = ('dense', 'static', 'SET', 'STU', 'GMP', 'IMP')  # the tags of bench/grids/stu.toml, in table order
+METHODS = ('dense', 'static', 'SNIP', 'SET', 'STU', 'STU-authors', 'GMP', 'GMP-global', 'IMP', 'IMP-LTH')  # the tags of bench/grids/stu.toml, in table order
 
 def pm(x): return '–' if x.isna().all() else (f'{x.mean():.3g}' if len(x.dropna()) < 2 else f'{x.mean():.3g} ± {x.std():.2g}')
 

@@ -18,12 +18,12 @@ from .core import *
 # %% auto #0
 __all__ = ['RUN_MARKER', 'LOCK_FILE', 'METRICS_FILE', 'CLAIM_FILE', 'RANKS_DIR', 'RESUME_MODES', 'PARENT_GONE_EXIT',
            'SCAFFOLD_PARAMS', 'DATASETS', 'PATH_DATASETS', 'MIXTURE_DATASETS', 'MODEL_NAMES', 'GENOTYPE_NAMES',
-           'SEARCH_PRESET_NAMES', 'LOSSES', 'METRIC_NAMES', 'MODE_DATASETS', 'PARAMS', 'RESUME_MAY_CHANGE',
-           'PARENT_ENV', 'PROGRESS_FILE', 'PROGRESS_MODES', 'folder_state', 'read_marker', 'RunLockedError', 'RunLock',
-           'die_with_parent', 'RunFolder', 'prepare_run_dir', 'run_info', 'write_metrics', 'read_parameters',
-           'notebook_params', 'convert_param', 'ParamSpec', 'check_params', 'check_resume', 'find_experiment',
-           'run_notebook', 'progress_line', 'ProgressPrinter', 'run_dir_in', 'Experiment', 'collect_runs', 'run_states',
-           'markdown_table']
+           'SEARCH_PRESET_NAMES', 'LOSSES', 'METRIC_NAMES', 'MODE_DATASETS', 'PARAMS', 'METHOD_PRESETS',
+           'RESUME_MAY_CHANGE', 'PARENT_ENV', 'PROGRESS_FILE', 'PROGRESS_MODES', 'folder_state', 'read_marker',
+           'RunLockedError', 'RunLock', 'die_with_parent', 'RunFolder', 'prepare_run_dir', 'run_info', 'write_metrics',
+           'read_parameters', 'notebook_params', 'convert_param', 'ParamSpec', 'check_params', 'check_resume',
+           'find_experiment', 'run_notebook', 'progress_line', 'ProgressPrinter', 'run_dir_in', 'Experiment',
+           'collect_runs', 'run_states', 'markdown_table']
 
 # %% ../nbs/13_experiment.ipynb #6ec5de19
 RUN_MARKER, LOCK_FILE, METRICS_FILE = '.sgn-run', '.sgn-lock', 'metrics.json'
@@ -340,10 +340,11 @@ PARAMS = dict(
     eval_metrics=_spec(_check_metrics, 'fid,sharpness', f"auto, or a comma-separated subset of {','.join(METRIC_NAMES)}"),
     resume=_choice(*RESUME_MODES), out_dir=_anything(), tensorboard=_spec(_check_tensorboard, None, 'true needs the tensorboard package'),
     # sparse training (stu_gan)
-    method=_choice('sparse', 'gmp', 'imp', 'dense'), d_G=_fraction(), d_D=_fraction(), distribution=_choice('erk', 'uniform'),
+    method=_choice('sparse', 'stu', 'gmp', 'imp', 'dense'), d_G=_fraction(), d_D=_fraction(), distribution=_choice('erk', 'uniform'),
     init=_choice('random', 'snip'), sampling=_choice('exact', 'bernoulli'), conv_only=_anything(), explore=_choice('G', 'D', 'GD', 'none'),
     growth=_choice('gradient', 'random'), d_growth=_choice('gradient', 'random'), scope=_choice('layer', 'global'), delta_t=_count(),
     p0=_fraction(), opt_policy=_choice('keep', 'zero_new', 'mask_all'), imp_rounds=_count(), br_every=_count(),
+    regrow_pruned=_anything(), imp_schedule=_choice('geometric', 'lth'),
     # distillation (dgl_gan)
     teacher_ckpt=_spec(_check_checkpoints, '/no/such/teacher.safetensors', 'one or more checkpoints, comma-separated'),
     teacher_iters=_count(), teacher_model=_choice(*MODEL_NAMES), width_mult=_positive_number(), d_width_mult=_positive_number(),
@@ -376,6 +377,16 @@ def _cross_checks(p:dict):
     if 'stage1' in p and 'n_iter' in p and not resolve_when('stage1', p['stage1'], p['n_iter']) < p['n_iter']:
         raise ValueError(f"stage1={p['stage1']!r} puts stage 2 after the run's {p['n_iter']} G steps, so the teacher term would never be on")
 
+METHOD_PRESETS = dict(stu=dict(explore='G', growth='gradient', regrow_pruned=True, opt_policy='keep', conv_only=True))  # sparse.STU_AUTHORS, G explored
+
+def _apply_preset(declared:dict, p:dict) -> dict:
+    "The values a method preset fixes; refuse a parameter given a value that is neither its default nor the preset's."
+    fixed = {k: v for k, v in METHOD_PRESETS.get(p.get('method'), {}).items() if k in declared}
+    for k, v in fixed.items():
+        if p[k] not in (v, declared[k]['default']):
+            raise ValueError(f"method={p['method']!r} fixes {k}={v!r} (the authors' STU-GAN), got {k}={p[k]!r}; use method='sparse' to choose {k}")
+    return fixed
+
 def check_params(declared:dict, # From `notebook_params`
                  params:dict, # The values to pass
                 ) -> dict:
@@ -387,7 +398,7 @@ def check_params(declared:dict, # From `notebook_params`
     for k, v in full.items():
         if k in PARAMS: PARAMS[k].check(k, v)
     _cross_checks(full)
-    return out
+    return out | _apply_preset(declared, full)  # a run records the values it trains with
 
 # %% ../nbs/13_experiment.ipynb #9aedc306
 RESUME_MAY_CHANGE = ('n_iter', 'device', 'resume', 'out_dir', 'log_every', 'sample_every', 'ckpt_every', 'eval_every', 'eval_n', 'eval_metrics', 'rounds', 'tensorboard')

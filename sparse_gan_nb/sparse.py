@@ -17,9 +17,9 @@ from .masks import SparseMasks, MASKABLE_LAYERS, DISTRIBUTIONS, SAMPLINGS
 from .models import layer_macs, forward_with_hooks
 
 # %% auto #0
-__all__ = ['SCOPES', 'OPT_POLICIES', 'GROWTHS', 'PRUNES', 'NETS', 'drop_fraction', 'topology_update', 'opt_slots',
-           'TopologySchedule', 'Static', 'Explore', 'net_seed', 'SparseMaskCallback', 'layer_flops',
-           'SparseStatsCallback']
+__all__ = ['SCOPES', 'OPT_POLICIES', 'FIRST_MOMENTS', 'GROWTHS', 'PRUNES', 'NETS', 'STU_AUTHORS', 'drop_fraction',
+           'topology_update', 'opt_slots', 'zero_new_slots', 'mask_slots', 'TopologySchedule', 'Static', 'Explore',
+           'net_seed', 'SparseMaskCallback', 'layer_flops', 'SparseStatsCallback', 'stu_callback']
 
 # %% ../nbs/06_sparse.ipynb #351dbb4e
 def drop_fraction(t:int, # The generator step
@@ -30,17 +30,18 @@ def drop_fraction(t:int, # The generator step
     "The cosine-annealed fraction of active weights to prune and regrow at G step `t`."
     return p_min + 0.5 * (p0 - p_min) * (1 + math.cos(math.pi * min(t, t_max) / t_max))
 
-# %% ../nbs/06_sparse.ipynb #7734dbee
+# %% ../nbs/06_sparse.ipynb #543c486d
 SCOPES = ('layer', 'global')
 
-def _swap(w, m, p, score, keep=None):
+def _swap(w, m, p, score, keep=None, regrow_pruned=False):
     "Prune-and-grow on flat tensors; `m` (a float 0/1 view) is changed in place; positions in `keep` are never pruned."
     active = m.bool(); n = int(active.sum())
-    r = min(math.ceil(p * n), m.numel() - n, n - (0 if keep is None else len(keep)))
+    r = min(math.ceil(p * n), n - (0 if keep is None else len(keep)), m.numel() if regrow_pruned else m.numel() - n)
     if r <= 0: return torch.empty(0, dtype=torch.long), torch.empty(0, dtype=torch.long)
     mag = w.abs().masked_fill(~active, math.inf)
     if keep is not None: mag[keep] = math.inf
     drop = torch.topk(mag, r, largest=False).indices
+    if regrow_pruned: active = active.clone(); active[drop] = False  # a just-pruned weight may be grown again
     grow = torch.topk(score.masked_fill(active, -math.inf), r).indices
     m[drop] = 0; m[grow] = 1
     return drop, grow
@@ -51,16 +52,17 @@ def topology_update(weights:list, # The weights (after the optimizer step)
                     p:float, # The fraction of active weights to swap
                     scores:list, # Growth scores, one tensor per weight (|gradient| or random)
                     scope:str='layer', # 'layer': each layer keeps its count; 'global': the total is kept
+                    regrow_pruned:bool=False, # Growth may pick a weight pruned in this update (the authors' code, RigL)
                    ) -> list:
     "Prune the fraction `p` of active weights of smallest magnitude and grow as many of highest score; returns (dropped, grown) flat indices per layer."
     check_choice('scope', scope, SCOPES)
-    if scope == 'layer': return [_swap(w.reshape(-1), m.view(-1), p, s.reshape(-1)) for w, m, s in zip(weights, masks, scores)]
+    if scope == 'layer': return [_swap(w.reshape(-1), m.view(-1), p, s.reshape(-1), regrow_pruned=regrow_pruned) for w, m, s in zip(weights, masks, scores)]
     flat = lambda ts: torch.cat([t.reshape(-1) for t in ts])
     m, offs = flat(masks), [0] + list(itertools.accumulate(mk.numel() for mk in masks))
     # each layer's largest active weight is never pruned, so no layer is emptied
     keep = torch.tensor([o + int(w.abs().masked_fill(mk == 0, -1).reshape(-1).argmax()) for o, w, mk in zip(offs, weights, masks) if mk.any()],
                         dtype=torch.long, device=m.device)
-    drop, grow = _swap(flat(weights), m, p, flat(scores), keep)
+    drop, grow = _swap(flat(weights), m, p, flat(scores), keep, regrow_pruned)
     out, off = [], 0
     for mk in masks:
         n = mk.numel(); mk.view(-1).copy_(m[off:off + n])
@@ -68,17 +70,40 @@ def topology_update(weights:list, # The weights (after the optimizer step)
         out.append((sel(drop), sel(grow))); off += n
     return out
 
-# %% ../nbs/06_sparse.ipynb #62daf285
+# %% ../nbs/06_sparse.ipynb #c082c3cb
 OPT_POLICIES = ('keep', 'zero_new', 'mask_all')
+
+FIRST_MOMENTS = ('exp_avg', 'momentum_buffer')  # the state `'zero_new'` resets: Adam's first moment, SGD's momentum
 
 def opt_slots(opt, # A torch optimizer or a fastai `OptimWrapper`
               p:torch.Tensor, # One of its parameters
+              keys:tuple|None=None, # Only the state entries of these names; None: all
              ) -> list:
     "The optimizer-state tensors of `p` that are shaped like `p` (Adam's moments, SGD's momentum)."
     st = getattr(opt, 'opt', opt).state.get(p, {})
-    return [v for v in st.values() if isinstance(v, torch.Tensor) and v.shape == p.shape]
+    return [v for k, v in st.items() if isinstance(v, torch.Tensor) and v.shape == p.shape and (keys is None or k in keys)]
 
-# %% ../nbs/06_sparse.ipynb #fc75a882
+@torch.no_grad()
+def zero_new_slots(opt, # A torch optimizer or a fastai `OptimWrapper`
+                   weights:list, # Its parameters that are masked
+                   new:list, # Boolean masks of the weights that just became active
+                  ):
+    "The `'zero_new'` policy: zero the first moment of the new weights and keep their second moment."
+    for w, n in zip(weights, new):
+        for s in opt_slots(opt, w, FIRST_MOMENTS): s.masked_fill_(n, 0)
+
+@torch.no_grad()
+def mask_slots(opt, # A torch optimizer or a fastai `OptimWrapper`
+               weights:list, # Its parameters that are masked
+               masks:list, # Their float 0/1 masks
+              ):
+    "The `'mask_all'` policy: multiply every optimizer-state tensor shaped like a weight by its mask."
+    slots, ms = [], []
+    for w, m in zip(weights, masks):
+        s = opt_slots(opt, w); slots += s; ms += [m] * len(s)
+    if slots: torch._foreach_mul_(slots, ms)
+
+# %% ../nbs/06_sparse.ipynb #dd21210f
 class TopologySchedule:
     "When and how a `SparseMaskCallback` changes its masks; `Static` never does. Subclasses define `due` and `update`."
     needs_grad = False # Whether `update` wants |∇W| of the update step
@@ -104,13 +129,14 @@ class Explore(TopologySchedule):
                  growth:str='gradient', # 'gradient' (RigL, STU-GAN) or 'random' (SET)
                  prune:str='magnitude', # How to choose the weights to drop
                  scope:str='layer', # 'layer' (STU-GAN) or 'global' (ADAPT)
+                 regrow_pruned:bool=False, # Growth may pick a weight pruned in the same update, which keeps its value (the authors' code, RigL)
                 ):
         check_positive('delta_t', delta_t); check_fraction('p0', p0); check_fraction('p_min', p_min, low_open=False)
         if p_min > p0: raise ValueError(f'p_min must be <= p0, got p_min={p_min!r} and p0={p0!r}')
         check_when('t_max', t_max)
         if stop is not None: check_when('stop', stop)
         self.growth, self.prune = check_choice('growth', growth, GROWTHS), check_choice('prune', prune, PRUNES)
-        self.scope = check_choice('scope', scope, SCOPES)
+        self.scope, self.regrow_pruned = check_choice('scope', scope, SCOPES), regrow_pruned
         self.delta_t, self.p0, self.p_min, self.t_max, self.stop = delta_t, p0, p_min, t_max, stop
         self.needs_grad = growth == 'gradient'
 
@@ -125,7 +151,7 @@ class Explore(TopologySchedule):
     def update(self, cb, grads):
         p, masks = self.drop(cb.learn.g_step), list(cb.sparse.masks.values())
         scores = grads if self.growth == 'gradient' else [torch.rand(m.shape, generator=cb.gen).to(m.device) for m in masks]
-        topology_update(cb.sparse.params, masks, p, scores, self.scope)
+        topology_update(cb.sparse.params, masks, p, scores, self.scope, self.regrow_pruned)
         return dict(p=p)
 
     def stats(self, cb): return {f'{cb.net}_drop': self.drop(cb.learn.g_step)}
@@ -210,7 +236,7 @@ def stats(self:SparseMaskCallback) -> dict:
     out = {f'{N}_density': self.sparse.density, f'{N}_itop': self.itop()} | self.schedule.stats(self)
     return out | {f'{N}_density[{k}]': v for k, v in self.layer_density.items()}
 
-# %% ../nbs/06_sparse.ipynb #8e26c736
+# %% ../nbs/06_sparse.ipynb #c345ff23
 @patch
 def _due(self:SparseMaskCallback) -> bool: return self.learn.g_step != self.last_update and self.schedule.due(self)
 
@@ -228,11 +254,7 @@ def after_step(self:SparseMaskCallback):
         for e, w, n in zip(self.ema_params, self.sparse.params, self.pending_new): e[n] = w[n]
     self.pending_new = None
     if self._due(): self.update()
-    if self.opt_policy == 'mask_all':
-        opt, slots, ms = self.learn.opts[self.net], [], []
-        for p, m in zip(self.sparse.params, self.sparse.masks.values()):
-            s = opt_slots(opt, p); slots += s; ms += [m] * len(s)
-        if slots: torch._foreach_mul_(slots, ms)
+    if self.opt_policy == 'mask_all': mask_slots(self.learn.opts[self.net], self.sparse.params, list(self.sparse.masks.values()))
 
 @patch
 def _sync(self:SparseMaskCallback, masks:list):
@@ -257,9 +279,7 @@ def update(self:SparseMaskCallback):
     self._sync(masks)
     self.sparse.apply()
     new = [m.bool() & ~b for m, b in zip(masks, before)]
-    if self.opt_policy == 'zero_new':
-        for w, n in zip(self.sparse.params, new):
-            for s in opt_slots(self.learn.opts[self.net], w): s.masked_fill_(n, 0)
+    if self.opt_policy == 'zero_new': zero_new_slots(self.learn.opts[self.net], self.sparse.params, new)
     for f, m in zip(self.fired, masks): f |= m.bool()
     if self.ema_params is not None: torch._foreach_mul_(self.ema_params, masks); self.pending_new = new  # pruned weights leave the EMA
     self.layer_density, self.version = self.sparse.densities(), self.version + 1
@@ -408,3 +428,19 @@ def state_dict(self:SparseStatsCallback) -> dict:
 def load_state_dict(self:SparseStatsCallback, sd:dict):
     self.br_vals = deque(sd['br_vals'], maxlen=self.br_window)
     self.flops, self.dense_flops, self._seen = dict(sd['flops']), dict(sd['dense_flops']), dict(sd['seen'])
+
+# %% ../nbs/06_sparse.ipynb #5346afdf
+STU_AUTHORS = dict(growth='gradient', regrow_pruned=True, opt_policy='keep', conv_only=True)  # STU-GAN's G in the authors' code
+
+def stu_callback(density:float=0.1, # G's density (of its convolutions)
+                 delta_t:int=100, # ΔT: G steps between topology updates
+                 p0:float=0.5, # Initial drop fraction, cosine-annealed to 0.005
+                 seed:int=0, # Seed of the masks
+                 **kwargs, # Other `SparseMaskCallback` arguments: distribution, sampling, sema, ...
+                ) -> SparseMaskCallback:
+    "G's mask callback as the authors' code runs STU-GAN: gradient growth that may regrow just-pruned weights, Adam state kept, convolutions only."
+    fixed = [k for k in ('net', 'schedule', 'conv_only', 'opt_policy') if k in kwargs]
+    if fixed: raise ValueError(f"stu_callback fixes {fixed[0]} to the authors' choice ({STU_AUTHORS}); build SparseMaskCallback('G', schedule=Explore(...)) to change it")
+    a = STU_AUTHORS
+    return SparseMaskCallback('G', density, schedule=Explore(delta_t, p0, growth=a['growth'], regrow_pruned=a['regrow_pruned']),
+                              conv_only=a['conv_only'], opt_policy=a['opt_policy'], seed=seed, **kwargs)

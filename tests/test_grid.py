@@ -169,15 +169,20 @@ def _same(spec_value, recorded) -> bool:
     if isinstance(spec_value, (int, float)): return float(spec_value) == float(recorded)
     return str(spec_value) == str(recorded)
 
+STU_NOT_RUN = {'SNIP', 'GMP-global', 'IMP-LTH', 'STU-authors'}  # blocks of stu.toml added after bench/results/stu_* were recorded
+
 @pytest.mark.parametrize('spec,sets,recorded', [
     ('stu.toml', {}, 'stu_1500steps'),
     ('stu.toml', dict(n_iter=4000, sample_every=4000, ckpt_every=4000), 'stu_4000steps'),
     ('stu_curves.toml', {}, 'stu_curves')])
 def test_replication_specs_are_the_recorded_runs(spec, sets, recorded):
-    "bench/grids/stu*.toml give the folders and parameters of the runs whose results bench/results holds (the old script's grids)."
+    "bench/grids/stu*.toml give the folders and parameters of the runs whose results bench/results holds (the old script's grids), except the blocks not run yet."
     from sparse_gan_nb.grid import read_spec, resolve_spec, expand
     runs = expand(resolve_spec(read_spec(ROOT/'bench'/'grids'/spec), '/tmp/unused', sets))
     df = pd.read_csv(ROOT/'bench'/'results'/recorded/'runs.csv').set_index('run')
+    if spec == 'stu.toml':
+        assert {r.tag for r in runs} >= STU_NOT_RUN and not any(n.split('/')[0] in STU_NOT_RUN for n in df.index)
+        runs = [r for r in runs if r.tag not in STU_NOT_RUN]
     assert sorted(r.name for r in runs) == sorted(df.index)
     for r in runs:
         row = df.loc[r.name]

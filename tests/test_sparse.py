@@ -8,8 +8,9 @@ from sparse_gan_nb.data import gan_dls
 from sparse_gan_nb.models import get_models
 from sparse_gan_nb.learner import GANLearner, CheckpointCallback
 from sparse_gan_nb.masks import SparseMasks, maskable_layers, layer_densities, erk_densities
-from sparse_gan_nb.sparse import SparseMaskCallback, SparseStatsCallback, Explore, Static, topology_update, opt_slots
-from sparse_gan_nb.baselines import GMPSchedule, snip, train_imp
+from sparse_gan_nb.sparse import (SparseMaskCallback, SparseStatsCallback, Explore, Static, topology_update, opt_slots, zero_new_slots,
+                                  mask_slots, stu_callback, OPT_POLICIES)
+from sparse_gan_nb.baselines import GMPSchedule, snip, train_imp, lth_densities
 
 torch.set_num_threads(1)
 
@@ -39,7 +40,7 @@ class Checker(Callback):
                 assert sum(int(g.sum()) for g in grown) == sum(int(p.sum()) for p in pruned) > 0
                 self.updates.append((c.net, self.learn.g_step))
 
-SCHEDULE_KW = ('delta_t', 'p0', 'p_min', 't_max', 'stop', 'growth', 'prune', 'scope')
+SCHEDULE_KW = ('delta_t', 'p0', 'p_min', 't_max', 'stop', 'growth', 'prune', 'scope', 'regrow_pruned')
 
 def mask_cb(net, explore=True, **kw):
     "A mask callback whose keyword arguments may include `Explore`'s (delta_t, growth, scope, ...)."
@@ -64,6 +65,8 @@ def masks_of(learn, net='g'): return [m.clone() for m in getattr(learn, f'sparse
     (dict(scope='global', opt_policy='mask_all'), dict()),                      # ADAPT-style global exploration
     (dict(growth='gradient'), dict(explore=True, growth='random', delta_t=2)),  # G and D explored ('GD')
     (dict(growth='gradient'), dict(explore=True, growth='gradient', delta_t=4, opt_policy='mask_all')),
+    (dict(growth='gradient', regrow_pruned=True, opt_policy='keep'), dict()),      # the authors' STU-GAN
+    (dict(growth='random', regrow_pruned=True, scope='global'), dict()),
 ])
 def test_step_invariants(g_kw, d_kw):
     learn = make(g_kw=g_kw, d_kw=d_kw, n_critic=2)
@@ -109,6 +112,51 @@ def test_masked_weights_zero_and_sparse_ema():
         e = named[learn2.sparse_g.sparse.param_names[k]]
         assert torch.allclose(e[n], p.detach()[n])  # E = W at the new positions after the EMA update
 
+def test_regrow_pruned():
+    "A weight pruned in an update may be grown back in it, at its old value; counts are kept as without."
+    torch.manual_seed(0)
+    w = torch.randn(200)
+    for scope in ('layer', 'global'):
+        m = (torch.rand(200) < .3).float(); w0 = w * m; n0 = int(m.sum())
+        score = w0.abs() + .01 * torch.rand(200)  # the gradient is largest where the weights are: the pruned ones come back
+        (drop, grow), = topology_update([w0], [m], .5, [score], scope, regrow_pruned=True)
+        back = set(drop.tolist()) & set(grow.tolist())
+        assert back and int(m.sum()) == n0 and all(m[i] == 1 and (w0 * m)[i] == w0[i] != 0 for i in back)
+    learn = make(g_kw=dict(regrow_pruned=True, delta_t=2)); learn.fit_iters(6)
+    plain = make(g_kw=dict(delta_t=2)); plain.fit_iters(6)
+    assert learn.sparse_g.itop() <= plain.sparse_g.itop()  # fewer new positions per update
+    assert sum(u['n_regrown'] for u in learn.sparse_g.updates) < sum(u['n_regrown'] for u in plain.sparse_g.updates)
+
+def test_stu_callback_is_the_authors_method():
+    learn = make(model='sngan', g_kw=dict(density=.2))
+    learn.remove_cb(learn.sparse_g); learn.add_cb(stu_callback(.2, delta_t=2)); learn.fit_iters(4)
+    cb = learn.sparse_g
+    assert 'l1' not in cb.sparse.names and cb.schedule.regrow_pruned and cb.opt_policy == 'keep' and len(cb.updates) == 2
+    with pytest.raises(ValueError, match="stu_callback fixes conv_only to the authors' choice"): stu_callback(conv_only=False)
+
+def _first_step(policy, betas, steps=5000, lr=1e-3):
+    "The first Adam step, in units of lr, of a weight regrown after `steps` inactive steps, under `policy` (or the old 'zero both')."
+    w = nn.Parameter(torch.zeros(2)); opt = torch.optim.Adam([w], lr=lr, betas=betas)
+    mask = torch.tensor([1., 0.])
+    for _ in range(steps):
+        w.grad = torch.ones(2); opt.step()
+        with torch.no_grad(): w.mul_(mask)
+        if policy == 'mask_all': mask_slots(opt, [w], [mask])
+    mask[1] = 1
+    if policy == 'zero_new': zero_new_slots(opt, [w], [torch.tensor([False, True])])
+    if policy == 'zero both': [s[1].zero_() for s in opt_slots(opt, w)]
+    w.grad = torch.ones(2); opt.step()  # the same gradient as before: 'keep' steps like an old weight
+    return abs(w[1].item()) / lr
+
+@pytest.mark.parametrize('betas', [(.5, .999), (0., .999)])
+def test_first_adam_step_of_a_regrown_weight(betas):
+    "Late in a run, zeroing both Adam moments makes a regrown weight's first step (1-β1)/sqrt(1-β2) lr (15.8 lr, 31.6 lr); the fixed 'zero_new' does not."
+    blowup = (1 - betas[0]) / math.sqrt(1 - betas[1])
+    step = {pol: _first_step(pol, betas) for pol in OPT_POLICIES + ('zero both',)}
+    assert step['zero both'] == pytest.approx(blowup, rel=.02) and step['mask_all'] == pytest.approx(blowup, rel=.02)
+    assert step['keep'] == pytest.approx(1, rel=.02)             # warm moments: an ordinary Adam step
+    assert step['zero_new'] == pytest.approx(1 - betas[0], rel=.02) and step['zero_new'] < blowup / 10
+
 def test_opt_policies():
     for policy in ('zero_new', 'mask_all', 'keep'):
         learn = make(g_kw=dict(delta_t=4, opt_policy=policy), ema=None)
@@ -120,7 +168,9 @@ def test_opt_policies():
             new = m.bool() & ~b.bool()
             slots = opt_slots(learn.opt_G, p)
             assert len(slots) == 2
-            if policy == 'zero_new': assert all(not s[new].any() for s in slots)
+            if policy == 'zero_new':  # the first moment is reset, the second kept
+                (m1,), (m2,) = opt_slots(learn.opt_G, p, ('exp_avg',)), opt_slots(learn.opt_G, p, ('exp_avg_sq',))
+                assert not m1[new].any() and (not new.any() or m2[new].abs().sum() > 0)
             if policy == 'mask_all': assert all(not s[m == 0].any() for s in slots)
             if policy == 'keep' and new.any(): assert any(s[new].abs().sum() > 0 for s in slots)
 
@@ -208,6 +258,17 @@ def test_gmp_snip_imp():
     ls = train_imp(_imp_learner, 4, density=.1, rounds=2)
     assert [round(l.sparse_g.sparse.density, 2) for l in ls][::2] == [1., .1]
 
+def test_global_gmp_and_gan_lth_imp():
+    learn = make()
+    learn.remove_cb(learn.sparse_g); learn.add_cb(SparseMaskCallback('G', .1, schedule=GMPSchedule(delta_t=2, scope='global'), conv_only=True))
+    learn.fit_iters(20)
+    cb = learn.sparse_g
+    assert cb.sparse.density == pytest.approx(.1, abs=2e-3) and min(cb.sparse.nnz().values()) >= 1
+    assert lth_densities(.1)[1:3] == [.8, .8 ** 2] and len(lth_densities(.1)) == 12
+    ls = train_imp(_imp_learner, 3, density=.6, schedule='lth')
+    assert [round(l.sparse_g.sparse.density, 3) for l in ls] == [1., .8, .64, .6]
+    with pytest.raises(ValueError, match="unknown schedule='magnitude'; choose one of 'geometric', 'lth'"): train_imp(_imp_learner, 3, schedule='magnitude')
+
 def _imp_learner(cb):
     learn = make()
     learn.remove_cb(learn.sparse_g); learn.add_cb(cb)
@@ -280,6 +341,7 @@ def test_bad_models_and_checkpoints(tmp_path):
     dict(n_iter=6, delta_t=2, eval_n=100, eval_every=3, eval_metrics='fid,is'),            # STU-GAN, evaluated during training
     dict(n_iter=4, method='imp', imp_rounds=1, eval_n=None, explore='GD'),                  # lottery tickets: 2 trainings
     dict(n_iter=8, method='gmp', delta_t=2, eval_n=None, d_D=1.0),                          # GMP beside a dense D
+    dict(n_iter=4, method='stu', delta_t=2, eval_n=None, model='sngan', nz=16),            # the authors' STU-GAN preset
 ])
 def test_experiment_notebook(tmp_path, params):
     from sparse_gan_nb.experiment import run_notebook
@@ -296,6 +358,7 @@ def test_experiment_notebook(tmp_path, params):
         assert m['train_flops_vs_dense'] > 1 and m['trainings'] == 2 and (tmp_path/'run'/'round_0'/'history.csv').exists()
     else: assert m['trainings'] == 1
     if params.get('method') == 'gmp': assert m['itop_G'] == 1. and m['density_G'] == pytest.approx(.1, abs=2e-3) and m['density_D'] == 1.
+    if params.get('method') == 'stu': assert 'l1' not in m['layer_density_G'] and 'l_out' not in m['layer_density_D'] and m['itop_G'] > .1
 
 def test_experiment_evaluation_leaves_training_alone(tmp_path):
     "Evaluating during training (building the evaluator included) does not move the training's random stream."

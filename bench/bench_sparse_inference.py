@@ -56,8 +56,8 @@ def bench_kernels(densities, batches, kernels, quick):
             for bs in batches:
                 x = torch.randn(bs, *shape)
                 S = {k: SPARSE_LAYERS[type(m)](m, k) for k in kernels}
-                t = best_times({'dense': lambda: m(x)} | {k: (lambda Sk: lambda: Sk(x))(Sk) for k, Sk in S.items()}, rounds=3)
-                dense = t['dense']
+                t = best_times({'(layer)': lambda: m(x)} | {k: (lambda Sk: lambda: Sk(x))(Sk) for k, Sk in S.items()}, rounds=3)
+                dense = t['(layer)']
                 for k in kernels:
                     rows.append(dict(layer=name, type=type(m).__name__, density=d, batch=bs, kernel=k, dense_ms=1e3 * dense,
                                      sparse_ms=1e3 * t[k], speedup=dense / t[k], max_abs_err=(S[k](x) - m(x)).abs().max().item()))
@@ -132,12 +132,16 @@ def main(argv=None):
     p.add_argument('--out', default='bench/results/sparse_inference')
     p.add_argument('--quick', action='store_true', help='small layers, two densities, batch 1 and 8: checks the script runs')
     p.add_argument('--parts', default='kernels,generators,sizes', help='which tables to (re)measure; the others are kept')
+    p.add_argument('--batches', default=None, help='comma-separated batch sizes (default 1,64)')
+    p.add_argument('--threads', default=None, help="comma-separated thread counts (default 1 and all cores)")
+    p.add_argument('--generators', default=None, help="comma-separated subset of the generators (and 'students'); "
+                   "their rows replace the same rows of an existing generators.csv")
     a = p.parse_args(argv)
     t0 = time.time()
     dens = (0.05, 0.5) if a.quick else (0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
     gdens = (0.05, 0.5) if a.quick else (0.02, 0.05, 0.1, 0.2, 0.5)
-    batches = (1, 8) if a.quick else (1, 64)
-    threads = (1,) if a.quick else tuple(sorted({1, os.cpu_count()}))
+    batches = tuple(map(int, a.batches.split(','))) if a.batches else (1, 8) if a.quick else (1, 64)
+    threads = tuple(map(int, a.threads.split(','))) if a.threads else (1,) if a.quick else tuple(sorted({1, os.cpu_count()}))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     parts = set(a.parts.split(','))
     kernels = kinds_available()
@@ -145,11 +149,16 @@ def main(argv=None):
         k = pd.DataFrame(bench_kernels(dens, batches, kernels, a.quick))
         atomic_write_text(out/'kernels.csv', k.to_csv(index=False))
     keys = ('dcgan16',) if a.quick else tuple(GENERATORS)
-    cases = [(key, 1., d) for key in keys for d in gdens]
-    cases += [('dcgan32', .5, None)] + [('dcgan32', .5, d) for d in ((0.1,) if a.quick else (0.05, 0.1, 0.2))]
+    chosen = set(a.generators.split(',')) if a.generators else set(keys) | {'students'}
+    cases = [(key, 1., d) for key in keys if key in chosen for d in gdens]
+    if 'students' in chosen: cases += [('dcgan32', .5, None)] + [('dcgan32', .5, d) for d in ((0.1,) if a.quick else (0.05, 0.1, 0.2))]
     best = tuple(k for k in kernels if k not in ('dense', 'torch_bsr'))  # BSR is the slowest kernel on every layer of kernels.csv
     if 'generators' in parts:
         gen = pd.DataFrame(bench_generators(cases, batches, threads, a.quick, best))
+        if a.generators and (out/'generators.csv').exists():
+            key = ['generator', 'width', 'density', 'batch', 'threads']
+            old = pd.read_csv(out/'generators.csv')
+            gen = pd.concat([old[~old.set_index(key).index.isin(gen.set_index(key).index)], gen], ignore_index=True)
         atomic_write_text(out/'generators.csv', gen.to_csv(index=False))
     if 'sizes' in parts:
         s = pd.DataFrame(bench_sizes(keys, gdens))
@@ -163,14 +172,15 @@ def main(argv=None):
         if os.path.exists('/proc/cpuinfo') else platform.processor()
     old = json.loads((out/'meta.json').read_text()) if (out/'meta.json').exists() else {}
     wall = dict(old.get('wall_s_by_part', {})) if isinstance(old.get('wall_s_by_part'), dict) else {}
-    wall[a.parts] = round(time.time() - t0, 1)
+    part = a.parts + ''.join(f' {k}={v}' for k, v in (('generators', a.generators), ('batches', a.batches), ('threads', a.threads)) if v)
+    wall[part] = round(time.time() - t0, 1)
     cmds = dict(old.get('commands', {})) if isinstance(old.get('commands'), dict) else {}
-    cmds[a.parts] = 'python ' + ' '.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
+    cmds[part] = 'python ' + ' '.join([sys.argv[0]] + (argv if argv is not None else sys.argv[1:]))
     meta = dict(commands=cmds, wall_s_by_part=wall, cpu=cpu,
                 cores=os.cpu_count(), threads=list(threads), versions=vers, kernels=kernels,
                 torch_capability=torch.backends.cpu.get_cpu_capability(), mkl=torch.backends.mkl.is_available(),
                 date=time.strftime('%Y-%m-%d'), quick=a.quick)
     atomic_write_json(out/'meta.json', meta)
-    print(f"wrote {out} in {wall[a.parts]} s")
+    print(f"wrote {out} in {wall[part]} s")
 
 if __name__ == '__main__': main()

@@ -338,7 +338,7 @@ def _example_inputs(G:nn.Module, batch_size:int) -> tuple:
     y = torch.randint(0, G.n_classes, (batch_size,)) if getattr(G, 'n_classes', 0) else None
     return (z,) if y is None else (z, y)
 
-# %% ../nbs/09_deploy.ipynb #13f665f8
+# %% ../nbs/09_deploy.ipynb #fd7983df
 @torch.no_grad()
 def sparsify(G:nn.Module, # A plain generator (as `load_generator` returns), changed in place
              choose:str|float='measure', # 'measure' (time both), a density threshold in (0, 1], 'sparse' or 'dense'
@@ -346,7 +346,7 @@ def sparsify(G:nn.Module, # A plain generator (as `load_generator` returns), cha
              inputs:tuple|None=None, # Example inputs for `G(*inputs)`; None draws noise (and labels) of `batch_size`
              kernel:str|tuple='torch_csr', # The product, one of `SPARSE_KERNELS`, or several for 'measure' to pick from per layer
              min_speedup:float=1.1, # 'measure' swaps a layer only if that is this many times faster
-             timer=best_times, # `timer({name: function}) -> {name: seconds}`, for measuring
+             timer=best_times, # `timer({name: function}) -> {name: seconds}`; the dense layer is named '(layer)', the others by kernel
              fold_bn:bool=True, # Fold each BatchNorm that follows a convolution into it first (`fold_batchnorm`)
             ) -> nn.Module:
     "Replace each of G's linear, convolution and transposed-convolution layers by its sparse version where that is chosen."
@@ -372,8 +372,8 @@ def sparsify(G:nn.Module, # A plain generator (as `load_generator` returns), cha
         if choose == 'measure':
             x = seen[m]
             cand = {k: S if k == kernels[0] else SPARSE_LAYERS[type(m)](m, k) for k in kernels}
-            t = timer({'dense': lambda: m(x)} | {k: (lambda Sk: lambda: Sk(x))(Sk) for k, Sk in cand.items()})
-            row['dense_ms'] = 1e3 * t['dense']
+            t = timer({'(layer)': lambda: m(x)} | {k: (lambda Sk: lambda: Sk(x))(Sk) for k, Sk in cand.items()})
+            row['dense_ms'] = 1e3 * t['(layer)']
             for k in kernels: row[f'{k}_ms'] = 1e3 * t[k]
             row['kernel'] = min(kernels, key=lambda k: t[k])
             S, row['sparse_ms'] = cand[row['kernel']], row[f"{row['kernel']}_ms"]

@@ -86,7 +86,7 @@ def test_choice_falls_back_to_dense(tmp_path):
     G, _ = sparse_g('dcgan', FAMILIES[0][1], .1)
     x = inputs(G, 16)
     # a timer that finds every sparse layer slower keeps every layer dense
-    slow = lambda fns: {k: 1. if k == 'dense' else 2. for k in fns}
+    slow = lambda fns: {k: 1. if k == '(layer)' else 2. for k in fns}
     S = sparsify(G, inputs=x, timer=slow)
     assert {r['choice'] for r in S.sparse_report.values()} == {'dense'}
     assert not any(isinstance(m, (SparseConv2d, SparseConvTranspose2d, SparseLinear)) for m in S.modules())

@@ -149,7 +149,7 @@ def test_sgn_run_on_two_processes(tmp_path):
     assert p.stdout.count('finished:') == 1  # process 0 reports
     files = sorted(str(f.relative_to(d)) for f in d.rglob('*'))
     assert files == sorted([RUN_MARKER, LOCK_FILE, '.ranks', '.ranks/rank1.ipynb', 'checkpoint.safetensors', 'history.csv', 'metrics.json',
-                            'samples', 'samples/iter_000005.png', 'samples/iter_000010.png', 'samples/last.png', 'stu_gan.ipynb']), files
+                            'progress.json', 'samples', 'samples/iter_000005.png', 'samples/iter_000010.png', 'samples/last.png', 'stu_gan.ipynb']), files
     m = json.loads((d/'metrics.json').read_text())['metrics']
     assert m['processes'] == 2 and m['iterations'] == 10 and m['fid'] > 0
     again = subprocess.run([sys.executable, '-m', 'sparse_gan_nb.cli', *args, '--nproc', '2', '--auto-resume'], capture_output=True, text=True, env=env, timeout=60)

@@ -1,152 +1,213 @@
 """Evaluation, tables and claims of the DGL-GAN replication, on 16-pixel stacked digits, from its run folders.
 
-The runs are two grid specs run by `sgn grid`: `bench/grids/dgl_teacher.toml` (a dense DCGAN teacher, 2400 G steps)
-and then `bench/grids/dgl.toml` (24 students of 1200 G steps: widths 1/2 and 1/4 trained alone by the dense
-baseline, with the teacher term in two stages and from the start by the DGL notebook; boost mode at full width next
-to full-width vanilla runs; seeds 0, 1, 2). A finished run is skipped and an unfinished one continued.
+The runs are grid specs run by `sgn grid` into one folder: `bench/grids/dgl_teacher.toml` (the teacher, a dense
+DCGAN of width 2) first, then `bench/grids/dgl.toml` (students at 1/2, 1/4 and 1/8 of its width, alone, with the
+teacher D's term in two stages and in one, with a distillation term from the teacher G instead, a lambda sweep and
+fresh stage-2 optimizers; seeds 0, 1, 2) and, optionally, `bench/grids/dgl_boost.toml` (boost mode at the teacher's
+width). A finished run is skipped and an unfinished one continued.
 
     OMP_NUM_THREADS=1 sgn grid bench/grids/dgl_teacher.toml
     OMP_NUM_THREADS=1 sgn grid bench/grids/dgl.toml --jobs 2
-    OMP_NUM_THREADS=1 python bench/replicate_dgl.py runs/dgl_replication
+    OMP_NUM_THREADS=1 python bench/replicate_dgl.py runs/dgl_replication --results bench/results/dgl_replication
 
 This script evaluates each run's EMA generator the same way, with the library's Evaluator (FID, IS,
-precision/recall on the digits classifier's features, modes of 1000; saved as eval.json in the run folder, so it is
-done once), plus its generator loss under the frozen teacher D, and writes runs.csv (one row per run), summary.csv,
-summary.md and curves.png in the grid's folder.
+precision/recall on the digits classifier's features, modes of 1000; kept as eval.json in the run folder, so it is
+done once), plus its generator loss under the frozen teacher D, and writes into --results:
+
+- `runs.csv`: one row per run (method, widths, lambda, schedule, seed, training time and every metric);
+- `summary.csv`: mean and std over seeds per method and width, with the generator's parameters and MACs;
+- `claims.md`: each claim checked by code on paired seeds, saying where a difference is inside the spread;
+- `curves.csv`: the losses over training of the runs at the narrowest width;
+- `teacher_bn.csv`: how the frozen teacher D scores real and fake images with batch or running BatchNorm statistics;
+- `meta.json`: the commands, sample counts, the real data's own scores, the machine and the wall times.
 """
 import argparse, json, os, platform, re, sys, time
 from pathlib import Path
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 import numpy as np, pandas as pd, torch
-import matplotlib; matplotlib.use('Agg')
-import matplotlib.pyplot as plt
-from sparse_gan_nb.data import gan_dls
 from sparse_gan_nb.core import CKPT_NAME
-from sparse_gan_nb.distill import load_teacher, width_table, TEACHER_SEED_OFFSET
+from sparse_gan_nb.data import gan_dls, get_data
+from sparse_gan_nb.distill import load_teacher, width_table
 from sparse_gan_nb.evaluate import Evaluator
-from sparse_gan_nb.learner import sample_generator
 from sparse_gan_nb.experiment import collect_runs, markdown_table
+from sparse_gan_nb.learner import sample_generator
 from sparse_gan_nb.losses import get_loss
 
-METHODS = {'teacher': 'teacher (dense)', 'vanilla': 'vanilla student', 'dgl2': 'DGL, two stages',
-           'dgl1': 'DGL, one stage', 'boost': 'boost (DGL at full width)'}
-RUN_DIRS = {'teacher': 'teacher', 'vanilla': 'vanilla-w{width:g}-s{seed}', 'boost': 'boost-s{seed}',  # each run's folder under --out
-            'dgl1': 'dgl1-w{width:g}-s{seed}', 'dgl2': 'dgl2-w{width:g}-s{seed}'}
-
-RUN_NAME = re.compile(r'^(teacher|vanilla|boost|dgl1|dgl2)(?:-w([0-9.]+))?(?:-s([0-9]+))?$')  # the folder names of bench/grids/dgl*.toml
-
-def run_folder(out:Path, method:str, width:float, seed:int) -> Path:
-    "The run folder of a run under `out`, from its name parts (the name patterns of bench/grids/dgl*.toml)."
-    return out/('teacher' if method == 'teacher' else f'boost-s{seed}' if method == 'boost' else f'{method}-w{width:g}-s{seed}')
+METHODS = {'teacher': 'teacher', 'vanilla': 'vanilla', 'dgl2': 'DGL, two stages', 'dgl1': 'DGL, one stage',
+           'kd2': 'KD from teacher G, two stages', 'lam': 'DGL, two stages', 'reset': 'DGL, two stages, fresh optimizers'}
+RUN_NAME = re.compile(r'^(teacher|vanilla|dgl2|dgl1|kd2|lam|reset)')  # the folder names of bench/grids/dgl*.toml
+METRICS = ('fid', 'is_mean', 'precision', 'recall', 'modes', 'mode_kl')
 
 def find_runs(out:Path) -> pd.DataFrame:
-    "(run, method, width, seed, metrics) of every finished run of the replication under `out`."
+    "One row per finished run of the replication under `out`: its method, absolute widths, λ, schedule and seed."
     df, bad = collect_runs(out)
     for run, why in bad: print(f'skipping {run}: {why}', file=sys.stderr)
+    teacher = df[df.run == 'teacher']
+    if teacher.empty: sys.exit(f'no finished teacher in {out}: run bench/grids/dgl_teacher.toml first')
+    tw = float(teacher['params.width'].iloc[0])
     rows = []
     for _, r in df.iterrows():
         m = RUN_NAME.match(r['run'])
-        if m: rows.append(dict(run=r['run'], method=m[1], width=float(m[2] or 1.), seed=int(r['params.seed']), n_iter=int(r['params.n_iter']),
-                               train_s=r['metrics.train_time_s'], lam=r.get('params.lam'), stage1=r.get('params.stage1')))
+        if not m: continue
+        g = lambda k, d=None: d if k not in r or pd.isna(r[k]) else r[k]
+        dense = m[1] in ('teacher', 'vanilla')
+        width = float(g('params.width')) if dense else tw * float(g('params.width_mult'))
+        lam = 0. if dense else float(g('params.lam'))
+        rows.append(dict(run=r['run'], method=m[1] if m[1] != 'lam' else 'dgl2', width=width, width_mult=width / tw, lam=lam,
+                         kd=0. if dense else float(g('params.kd', 0.) or 0.), stage1=None if dense else float(g('params.stage1')),
+                         reset_opt=False if dense else bool(g('params.reset_opt', False)), seed=int(r['params.seed']),
+                         n_iter=int(r['params.n_iter']), train_s=float(r['metrics.train_time_s'])))
     return pd.DataFrame(rows)
 
-def evaluate(run_dir:Path, ev:Evaluator, dls, teacher_ck:Path) -> dict:
-    "Metrics of the run's EMA generator, and its generator loss under the frozen teacher D (in batches of 64); kept in eval.json."
+def evaluate(run_dir:Path, ev:Evaluator, dls, teacher_D) -> dict:
+    "Metrics of the run's EMA generator, and its generator loss under the frozen teacher D (1024 samples, batches of 64); kept in eval.json."
     f = run_dir/'eval.json'
     if f.exists():
         e = json.loads(f.read_text())
-        if e.get('n_samples') == ev.n_samples: return e
+        if e.get('n_samples') == ev.n_samples and 'G_params' in e: return e
     G = load_teacher(run_dir/CKPT_NAME, dls).G
     m = ev.evaluate_generator(G)
-    T = load_teacher(teacher_ck, dls).D
     with torch.no_grad():
         x = sample_generator(G, 1024, seed=1)
-        dt = float(np.mean([get_loss('hinge').g_loss(T(x[i:i+64])).item() for i in range(0, len(x), 64)]))
-    keep = {k: m[k] for k in ('fid', 'is_mean', 'precision', 'recall', 'modes', 'mode_kl', 'n_samples')} | dict(loss_under_teacher=dt)
+        dt = float(np.mean([get_loss('hinge').g_loss(teacher_D(x[i:i+64])).item() for i in range(0, len(x), 64)]))
+    keep = {k: m[k] for k in METRICS + ('n_samples',)} | dict(loss_under_teacher=dt, G_params=sum(p.numel() for p in G.parameters()))
     f.write_text(json.dumps(keep))
     return keep
 
-def pm(x:pd.Series, fmt:str) -> str:
-    return format(x.mean(), fmt) if len(x) == 1 else f'{x.mean():{fmt}} ± {x.std():{fmt}}'
+def label(r) -> str:
+    "The row's name in the tables: its method, with λ where it differs from DGL's 0.1."
+    if r.method in ('dgl2', 'dgl1', 'reset') and r.lam != .1: return f'{METHODS[r.method]}, λ = {r.lam:g}'
+    return METHODS[r.method]
 
 def summarise(df:pd.DataFrame, sizes:pd.DataFrame) -> pd.DataFrame:
+    "Mean and std over seeds of every metric, per method (with λ) and absolute width."
     rows = []
-    order = [('teacher', 1.)] + [(m, w) for w in sorted(df.width.unique(), reverse=True) for m in ('vanilla', 'boost', 'dgl2', 'dgl1')]
-    for m, w in order:
-        g = df[(df.method == m) & (df.width == w)]
-        if g.empty: continue
-        rows.append({'method': METHODS[m], 'width': f'{w:g}', 'seeds': len(g),
-                     'G params': f"{sizes.loc[w, 'G_params']:,} ({sizes.loc[w, 'G_params_ratio']:.2f}x)",
-                     'G MACs': f"{sizes.loc[w, 'G_macs'] / 1e6:.2f}M ({sizes.loc[w, 'G_macs_ratio']:.2f}x)",
-                     'FID': pm(g.fid, '.2f'), 'IS': pm(g.is_mean, '.1f'), 'precision': pm(g.precision, '.3f'),
-                     'recall': pm(g.recall, '.3f'), 'modes': pm(g.modes, '.0f'), 'loss under D_T': pm(g.loss_under_teacher, '.2f'),
-                     'train s': pm(g.train_s, '.0f')})
+    for (name, w), g in df.groupby(['label', 'width'], sort=False):
+        row = dict(method=name, width=w, width_mult=g.width_mult.iloc[0], lam=g.lam.iloc[0], seeds=len(g),
+                   G_params=int(sizes.loc[g.width_mult.iloc[0], 'G_params']), G_macs=int(sizes.loc[g.width_mult.iloc[0], 'G_macs']))
+        for k in METRICS + ('loss_under_teacher', 'train_s'):
+            row[k + '_mean'], row[k + '_std'] = g[k].mean(), g[k].std() if len(g) > 1 else float('nan')
+        rows.append(row)
     return pd.DataFrame(rows)
 
-def paired(df, a, b, w):
-    "Seeds where method a has a lower FID than method b at width w (same seed = same stage 1 for DGL vs vanilla)."
-    x = df[(df.method == a) & (df.width == w)].set_index('seed').fid
-    y = df[(df.method == b) & (df.width == w)].set_index('seed').fid
+def paired(df:pd.DataFrame, a:str, b:str, w:float) -> dict|None:
+    "FID of label a against label b at width w on the seeds both have: wins of a, mean change, and the larger seed std."
+    x = df[(df.label == a) & (df.width == w)].set_index('seed').fid
+    y = df[(df.label == b) & (df.width == w)].set_index('seed').fid
     s = x.index.intersection(y.index)
-    return f'{int((x[s] < y[s]).sum())}/{len(s)} seeds, mean FID change {(x[s] - y[s]).mean():+.2f}'
+    if len(s) == 0: return None
+    d = x[s] - y[s]
+    return dict(wins=int((d < 0).sum()), n=len(s), change=float(d.mean()), a=float(x[s].mean()), b=float(y[s].mean()),
+                spread=float(max(x[s].std(), y[s].std())) if len(s) > 1 else float('nan'))
 
-def claims(df) -> list:
-    out = []
-    for w in sorted(set(df[df.method == 'dgl2'].width), reverse=True):
-        out.append(f'- width {w:g}: DGL (two stages) beats the vanilla student on FID in {paired(df, "dgl2", "vanilla", w)}.')
-        out.append(f'- width {w:g}: two stages beat one stage on FID in {paired(df, "dgl2", "dgl1", w)}; FID std over seeds '
-                   f'{df[(df.method == "dgl2") & (df.width == w)].fid.std():.2f} (two stages) vs {df[(df.method == "dgl1") & (df.width == w)].fid.std():.2f} (one stage).')
-    if (df.method == 'boost').any():
-        t, b = df[df.method == 'teacher'].fid.iloc[0], df[df.method == 'boost'].fid
-        out.append(f'- boost: mean FID {b.mean():.2f} against the teacher\'s {t:.2f} ({int((b < t).sum())}/{len(b)} seeds better); '
-                   f'against full-width vanilla runs: {paired(df, "boost", "vanilla", 1.)}.')
+def verdict(p:dict, a:str, b:str) -> str:
+    "One sentence: the paired FID comparison and whether it is inside the spread over seeds."
+    inside = abs(p['change']) < p['spread']
+    return (f"{a} {p['a']:.2f} against {b} {p['b']:.2f}: lower in {p['wins']}/{p['n']} seeds, mean change {p['change']:+.2f}, "
+            + (f"inside the spread over seeds (std up to {p['spread']:.2f})" if inside else f"larger than the spread over seeds (std up to {p['spread']:.2f})"))
+
+def claims(df:pd.DataFrame, teacher:pd.Series) -> list:
+    out = ['# Claims checked on FID (lower is better), paired by seed', '']
+    van1 = df[(df.method == 'vanilla') & (df.width == 1.)].fid
+    if len(van1):
+        gap = (van1.mean() - teacher.fid) / van1.std() if len(van1) > 1 else float('nan')
+        out += [f'0. The teacher (width {teacher.width:g}, {teacher.n_iter} G steps) has FID {teacher.fid:.2f}; students of width 1 '
+                f'trained alone reach {van1.mean():.2f} ± {van1.std():.2f}, so the teacher is {gap:.1f} of their seed std better.', '']
+    widths = sorted(set(df[df.method == 'dgl2'].width), reverse=True)
+    D2, D1, KD, V = METHODS['dgl2'], METHODS['dgl1'], METHODS['kd2'], METHODS['vanilla']
+    for title, a, b in (('1. A student with the teacher D\'s term beats the student trained alone', D2, V),
+                        ('2. Two stages are at least as good as one, and more stable', D2, D1),
+                        ('3. The teacher\'s discriminator is a better guide than its generator (DGL against the KD baseline)', D2, KD),
+                        ('   The KD baseline against the student trained alone', KD, V),
+                        ('   One stage against the student trained alone', D1, V)):
+        out.append(title + ':')
+        for w in widths:
+            p = paired(df, a, b, w)
+            if p is None: continue
+            line = f'   - width {w:g}: {verdict(p, a, b)}'
+            if b == D1:
+                s2, s1 = df[(df.label == D2) & (df.width == w)].fid.std(), df[(df.label == D1) & (df.width == w)].fid.std()
+                line += f'; FID std over seeds {s2:.2f} (two stages) against {s1:.2f} (one stage)'
+            out.append(line + '.')
+        out.append('')
+    lam = df[(df.method == 'dgl2') & (df.width_mult == .25) | (df.method == 'vanilla') & (df.width == teacher.width * .25)]
+    if lam.lam.nunique() > 2:
+        by = lam.assign(lam=lam.lam.where(lam.method != 'vanilla', 0.)).groupby('lam').fid.agg(['mean', 'std', 'count'])
+        best = by['mean'].idxmin()
+        out += [f'4. λ at width {teacher.width * .25:g} (two stages; λ = 0 is the vanilla student): ' +
+                ', '.join(f"λ = {l:g}: {r['mean']:.2f} ± {r['std']:.2f}" for l, r in by.iterrows()) +
+                f'. The lowest mean is at λ = {best:g}; ' +
+                ('every other mean is within one std of it.' if all(abs(r['mean'] - by.loc[best, 'mean']) < max(r['std'], by.loc[best, 'std'])
+                                                                  for l, r in by.iterrows() if l != best)
+                 else 'some λ are further than one std from it: ' + ', '.join(f'{l:g}' for l, r in by.iterrows()
+                      if l != best and abs(r['mean'] - by.loc[best, 'mean']) >= max(r['std'], by.loc[best, 'std'])) + '.'), '']
+    for w in sorted(set(df[df.method == 'reset'].width)):
+        p = paired(df, METHODS['reset'], D2, w)
+        if p: out += [f'5. Fresh optimizers for stage 2 (width {w:g}): {verdict(p, "fresh optimizers", "continued optimizers")}.', '']
+    b = df[(df.width == teacher.width) & (df.label == D2)]
+    if len(b):
+        p = paired(df, D2, V, teacher.width)
+        out += [f'6. Boost (students as wide as the teacher): {verdict(p, "with the term", "alone")}; the teacher has {teacher.fid:.2f} '
+                f'({int((b.fid < teacher.fid).sum())}/{len(b)} boosted students below it).', '']
     return out
 
-def curves(df, out:Path, w:float):
-    fig, axs = plt.subplots(1, 2, figsize=(8, 3))
-    for m, c in (('vanilla', 'grey'), ('dgl1', 'tab:red'), ('dgl2', 'tab:blue')):
-        for i, r in enumerate(df[(df.method == m) & (df.width == w)].itertuples()):
-            h = pd.read_csv(run_folder(out, m, w, r.seed)/'history.csv')
-            axs[0].plot(h.iter, h.loss_g, color=c, alpha=.6, lw=1, label=METHODS[m] if i == 0 else None)
-            if 'loss_teacher' in h: axs[1].plot(h.iter, h.loss_teacher, color=c, alpha=.6, lw=1, label=METHODS[m] if i == 0 else None)
-    axs[0].set(xlabel='G step', title=f'student $L_G$, width {w:g}'); axs[1].set(xlabel='G step', title=r'adv$_G$ under the teacher $D_T$', yscale='log')
-    axs[0].legend(fontsize=7); axs[1].legend(fontsize=7); plt.tight_layout(); fig.savefig(out/'curves.png', dpi=80); plt.close(fig)
+def curves(df:pd.DataFrame, out:Path, w:float) -> pd.DataFrame:
+    "history.csv of every run at width w of the vanilla, DGL and KD students: the losses over training."
+    keep = df[(df.width == w) & df.label.isin([METHODS[m] for m in ('vanilla', 'dgl2', 'dgl1', 'kd2')])]
+    cols = ['iter', 'loss_g', 'loss_d', 'loss_teacher', 'loss_kd']
+    return pd.concat([pd.read_csv(out/r.run/'history.csv').reindex(columns=cols).assign(method=r.label, width=w, seed=r.seed)
+                      for r in keep.itertuples()])
+
+@torch.no_grad()
+def teacher_bn(teacher_ck:Path, dls, n:int=512) -> pd.DataFrame:
+    "The frozen teacher D on n held-out real images and n samples of the teacher's EMA G, in batches of 64, per BatchNorm mode."
+    real = get_data('stacked_digits', size=16, split='valid', n=n)[0]
+    rows = []
+    for bn in ('batch', 'running'):
+        T = load_teacher(teacher_ck, dls, bn=bn)
+        fake = sample_generator(T.G, n, seed=2)
+        r = torch.cat([T.D(real[i:i+64]).flatten() for i in range(0, n, 64)])
+        f = torch.cat([T.D(fake[i:i+64]).flatten() for i in range(0, n, 64)])
+        rows.append(dict(bn=bn, real_mean=r.mean().item(), real_std=r.std().item(), fake_mean=f.mean().item(), fake_std=f.std().item(),
+                         separated=((r > 0).float().mean().item() + (f < 0).float().mean().item()) / 2, n=n))
+    return pd.DataFrame(rows)
 
 def main(argv=None):
     t0 = time.time()
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('out', help="the grids' folder (runs/dgl_replication)")
+    p.add_argument('--results', help='where the tables go (default: the grids\' folder)')
     p.add_argument('--eval-samples', type=int, default=2000)
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(a.out).absolute()
+    res = Path(a.results or out); res.mkdir(parents=True, exist_ok=True)
     runs = find_runs(out)
-    if runs.empty or not (runs.method == 'teacher').any():
-        sys.exit(f'no finished teacher and students in {out}: run bench/grids/dgl_teacher.toml and bench/grids/dgl.toml first')
     dls = gan_dls('stacked_digits', bs=64, seed=0, size=16)
     ev = Evaluator('stacked_digits', size=16, n_samples=a.eval_samples, metrics=('fid', 'is', 'pr', 'modes'))
     teacher_ck = out/'teacher'/CKPT_NAME
-    df = pd.DataFrame([r | evaluate(out/r['run'], ev, dls, teacher_ck) for r in runs.to_dict('records')]).sort_values(['method', 'width', 'seed'])
-    df.to_csv(out/'runs.csv', index=False)
-    widths = sorted(set(df[df.method == 'dgl2'].width), reverse=True)
-    sizes = width_table(load_teacher(teacher_ck, dls), (1.,) + tuple(widths))
+    T = load_teacher(teacher_ck, dls)
+    df = pd.DataFrame([r | evaluate(out/r['run'], ev, dls, T.D) for r in runs.to_dict('records')])
+    df['label'] = [label(r) for r in df.itertuples()]
+    df = df.sort_values(['width', 'method', 'lam', 'seed'], ascending=[False, True, True, True])
+    df.drop(columns='label').to_csv(res/'runs.csv', index=False)
+    sizes = width_table(T, sorted(set(df.width_mult), reverse=True))
     summary = summarise(df, sizes)
-    summary.to_csv(out/'summary.csv', index=False)
-    if widths: curves(df, out, widths[0])
-    t, st = df[df.method == 'teacher'].iloc[0], df[df.method != 'teacher']
-    dgl2 = df[df.method == 'dgl2']
-    stage1 = dgl2.stage1.iloc[0] if len(dgl2) else None
-    stage2 = '' if stage1 is None else (f'after {int(stage1)} G steps' if float(stage1) >= 1 else f'at {float(stage1):g} of the run')
-    md = '\n'.join(['Commands: `sgn grid bench/grids/dgl_teacher.toml`, `sgn grid bench/grids/dgl.toml --jobs 2`, then '
-                    f'`python bench/replicate_dgl.py {a.out}`', '',
-                    f'Stacked digits at 16 px; DCGAN, nz 32, hinge loss, Adam 2e-4 (0.5, 0.999), batch 64, EMA 0.99. '
-                    f'Teacher: {t.n_iter} G steps, seed {t.seed}. Students: {sorted(set(st.n_iter))} G steps, seeds {sorted(set(st.seed))}; '
-                    f'DGL λ = {dgl2.lam.iloc[0] if len(dgl2) else "–"}, two stages switch the term on {stage2}. Metrics of the EMA generator on '
-                    f'{a.eval_samples} samples against the {ev.n_ref} training images (features of the {ev.extractor.name} extractor; modes of 1000); '
-                    f'"loss under D_T" is the hinge generator loss of 1024 samples under the frozen teacher D. Mean ± std over seeds.', '',
-                    markdown_table(summary), '', *claims(df), '',
-                    f'Evaluation took {time.time() - t0:.0f} s on {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), torch {torch.__version__}.'])
-    (out/'summary.md').write_text(md + '\n')
-    print(md)
+    summary.to_csv(res/'summary.csv', index=False)
+    teacher = df[df.method == 'teacher'].iloc[0]
+    (res/'claims.md').write_text('\n'.join(claims(df, teacher)) + '\n')
+    curves(df, out, min(df.width)).to_csv(res/'curves.csv', index=False)
+    teacher_bn(teacher_ck, dls).to_csv(res/'teacher_bn.csv', index=False)
+    real = get_data('stacked_digits', size=16, split='valid', n=a.eval_samples)[0]
+    ref = {k: v for k, v in ev.evaluate_images(real).items() if k in METRICS + ('n_samples',)}
+    meta = dict(commands=['OMP_NUM_THREADS=1 sgn grid bench/grids/dgl_teacher.toml', 'OMP_NUM_THREADS=1 sgn grid bench/grids/dgl.toml --jobs 2',
+                          f'OMP_NUM_THREADS=1 python bench/replicate_dgl.py {a.out} --results {a.results or a.out}'],
+                data='stacked_digits', img_size=16, eval_samples=a.eval_samples, n_ref=ev.n_ref, extractor=ev.extractor.name,
+                teacher_loss_samples=1024, held_out_real=ref, runs=len(df), train_s_total=float(df.train_s.sum()),
+                eval_s=round(time.time() - t0, 1), cpu=f'{os.cpu_count()} cores, {platform.processor() or platform.machine()}', torch=torch.__version__)
+    (res/'meta.json').write_text(json.dumps(meta, indent=1) + '\n')
+    cols = ['method', 'width', 'seeds'] + [c for k in ('fid', 'is_mean', 'precision', 'recall', 'modes') for c in (k + '_mean', k + '_std')]
+    print(markdown_table(summary[cols], '.3g')); print((res/'claims.md').read_text())
+    print(f'{len(df)} runs; evaluation took {meta["eval_s"]:.0f} s')
 
 if __name__ == '__main__': main()

@@ -21,7 +21,8 @@ from .learner import read_checkpoint, check_state_fits
 
 # %% auto #0
 __all__ = ['TEACHER_SEED_OFFSET', 'FrozenDiscriminator', 'teacher_model_config', 'Teacher', 'load_teacher', 'student_models',
-           'width_table', 'check_lam', 'stage2_start', 'TeacherDiscriminatorLoss']
+           'width_table', 'check_lam', 'stage2_start', 'reset_opt_state', 'TeacherTerm', 'TeacherDiscriminatorLoss',
+           'TeacherGeneratorLoss']
 
 # %% ../nbs/07_distill.ipynb #f3c97705
 _BN = nn.modules.batchnorm._BatchNorm
@@ -140,34 +141,37 @@ def stage2_start(start:int|float, # Where stage 1 ends: G steps (int) or a fract
                          f'use start < {n_iter} (or a fraction below {n_iter and (n_iter - .5) / n_iter:.3g})')
     return s
 
-# %% ../nbs/07_distill.ipynb #77d468a9
+# %% ../nbs/07_distill.ipynb #f6de8e33
 def _fingerprint(m:nn.Module) -> list:
     if any(p.is_meta for p in m.parameters()): return ['meta', sum(p.numel() for p in m.parameters())]
     return [round(sum(p.detach().double().sum().item() for p in m.parameters()), 6), sum(p.numel() for p in m.parameters())]
 
-class TeacherDiscriminatorLoss(Callback):
-    "Add λ·adv_G(D_T(G(z))) for each frozen teacher discriminator to the generator loss, from G step `start` on."
-    order = 5
-    def __init__(self, teachers:nn.Module|list, # One or several pretrained discriminators (wrapped in `FrozenDiscriminator` if not yet)
-                 lam:float=0.1, # λ, the weight of the teacher term
+def reset_opt_state(learn, # A `GANLearner`
+                    steps=('G', 'D'), # The steps of its table whose optimizer state is dropped
+                   ):
+    "Drop the optimizer state (Adam's moments and step counts) of these steps: their next step starts afresh."
+    for k in steps:
+        o = learn.steps[k].opt
+        if o is not None: getattr(o, 'opt', o).state.clear()
+
+class TeacherTerm(Callback):
+    "Add λ·`term(fake)` to the student G's loss from G step `start` on: the stages shared by every teacher term."
+    order, record_key, on_key = 5, 'loss_teacher', 'lam_on'  # the history columns of the term and of the λ in force
+    def __init__(self, nets:list, # The frozen teacher networks the term uses (moved to G's device; fingerprinted for resumes)
+                 lam:float=0.1, # λ, the weight of the term
                  start:int|float=0.5, # Where stage 1 ends: G steps (int) or a fraction of the run (float); 0 is one stage
-                 loss:str|GANLoss|None=None, # The adv_G of the term; None for the learner's own GAN loss
-                 weighted:bool=False, # Weight each sample by how fake the teacher finds it (Dynamic-PDGAN's form)
+                 reset_opt:bool=False, # Drop the student's optimizer state (G and D) when stage 2 begins, as the authors' second stage does
                  move:bool=True, # Move teachers on another device or dtype to G's; False raises instead
                 ):
-        ts = list(teachers) if isinstance(teachers, (list, tuple, nn.ModuleList)) else [teachers]
-        if not ts: raise ValueError('teachers is empty: give at least one pretrained discriminator')
-        self.teachers = [t if isinstance(t, FrozenDiscriminator) else FrozenDiscriminator(t) for t in ts]
-        self.lam, self.start, self.weighted, self.move = check_lam(lam), check_when('start', start), weighted, move
-        self.adv = None if loss is None else get_loss(loss)
-        self.fingerprints = [_fingerprint(t) for t in self.teachers]
-        self.start_iter, self._sum, self._n = None, 0., 0
+        if not nets: raise ValueError('teachers is empty: give at least one pretrained network')
+        self.nets, self.lam, self.start, self.reset_opt, self.move = list(nets), check_lam(lam), check_when('start', start), bool(reset_opt), move
+        self.fingerprints = [_fingerprint(t) for t in self.nets]
+        self.start_iter, self._sum, self._n, self.reset_done = None, 0., 0, False
 
     def before_fit(self):
         self.start_iter = stage2_start(self.start, self.learn.target_iter)
-        if self.adv is None: self.adv = self.learn.loss_func
         p = next(self.learn.G.parameters())
-        for i, t in enumerate(self.teachers):
+        for i, t in enumerate(self.nets):
             t.requires_grad_(False).eval()
             q = next(t.parameters())
             if (q.device, q.dtype) == (p.device, p.dtype): continue
@@ -178,11 +182,67 @@ class TeacherDiscriminatorLoss(Callback):
 
     @property
     def active(self) -> bool:
-        "Whether the teacher term is on at the current G step."
+        "Whether the term is on at the current G step."
         return self.lam > 0 and self.start_iter is not None and self.learn.g_step > self.start_iter
+
+    def term(self, fake:torch.Tensor, y:torch.Tensor|None=None, z:torch.Tensor|None=None) -> torch.Tensor:
+        "The term without λ, on generated images `fake` made from noise `z` (and labels `y`)."
+        raise NotImplementedError
+
+    def before_batch(self):  # the first batch of stage 2, before its first D step: fresh optimizer state
+        if self.reset_opt and not self.reset_done and self.active: reset_opt_state(self.learn); self.reset_done = True
+
+    def after_loss(self):
+        if self.learn.phase != 'G' or not self.active: return
+        t = self.term(self.learn.fake, self.learn.y_fake, self.learn.z)
+        self.learn.loss_grad = self.learn.loss_grad + self.lam * t
+        self._sum, self._n = self._sum + t.detach().float(), self._n + 1
+
+    def _record(self, reset:bool=True):
+        learn = self.learn
+        if self._n: v = float(self._sum) / self._n
+        else:
+            with torch.no_grad(): v = float(self.term(learn.fake.detach(), learn.y_fake, learn.z))
+        if learn.comm is not None: v = float(learn.comm.mean(torch.tensor(v, dtype=torch.float64)))  # over the global batch
+        learn.record(**{self.record_key: v, self.on_key: self.lam if self.active else 0.})
+        if reset: self._sum, self._n = 0., 0
+
+    def after_batch(self):
+        if self.learn.every(self.learn.log_every): self._record()
+    def after_fit(self):  # the history's last row, when training ends between logging steps (as `HistoryCallback` does)
+        if self.learn.history.unlogged_steps: self._record(reset=False)
+
+    def state_dict(self): return dict(sum=float(self._sum), n=self._n, fingerprints=self.fingerprints, reset_done=self.reset_done)
+    def load_state_dict(self, sd):
+        if [list(f) for f in sd['fingerprints']] != [list(f) for f in self.fingerprints]:
+            raise ValueError(f"the checkpoint was trained against other teacher networks (fingerprints {sd['fingerprints']}, "
+                             f'these are {self.fingerprints}): give the same teachers to resume it')
+        self._sum, self._n, self.reset_done = sd['sum'], sd['n'], sd.get('reset_done', False)
+
+# %% ../nbs/07_distill.ipynb #f3f2134a
+class TeacherDiscriminatorLoss(TeacherTerm):
+    "Add λ·adv_G(D_T(G(z))) for each frozen teacher discriminator to the generator loss, from G step `start` on."
+    def __init__(self, teachers:nn.Module|list, # One or several pretrained discriminators (wrapped in `FrozenDiscriminator` if not yet)
+                 lam:float=0.1, # λ, the weight of the teacher term
+                 start:int|float=0.5, # Where stage 1 ends: G steps (int) or a fraction of the run (float); 0 is one stage
+                 loss:str|GANLoss|None=None, # The adv_G of the term; None for the learner's own GAN loss
+                 weighted:bool=False, # Weight each sample by how fake the teacher finds it (Dynamic-PDGAN's form)
+                 reset_opt:bool=False, # Drop the student's optimizer state when stage 2 begins
+                 move:bool=True, # Move teachers on another device or dtype to G's; False raises instead
+                ):
+        ts = list(teachers) if isinstance(teachers, (list, tuple, nn.ModuleList)) else [teachers]
+        if not ts: raise ValueError('teachers is empty: give at least one pretrained discriminator')
+        self.teachers = [t if isinstance(t, FrozenDiscriminator) else FrozenDiscriminator(t) for t in ts]
+        super().__init__(self.teachers, lam, start, reset_opt, move)
+        self.weighted, self.adv = weighted, None if loss is None else get_loss(loss)
+
+    def before_fit(self):
+        super().before_fit()
+        if self.adv is None: self.adv = self.learn.loss_func
 
     def term(self, fake:torch.Tensor, # Generated images (with gradients, to train G)
              y:torch.Tensor|None=None, # Their labels, for conditional teachers
+             z:torch.Tensor|None=None, # Their noise (unused: the teacher D sees only the images)
             ) -> torch.Tensor:
         "The sum over teachers of adv_G(D_T(fake)), or of its teacher-weighted form, without λ."
         total = 0.
@@ -192,29 +252,33 @@ class TeacherDiscriminatorLoss(Callback):
             else: total = total + (F.relu(-pred).detach() * torch.func.vmap(self.adv.g_loss)(pred.unsqueeze(1))).mean()
         return total
 
-    def after_loss(self):
-        if self.learn.phase != 'G' or not self.active: return
-        t = self.term(self.learn.fake, self.learn.y_fake)
-        self.learn.loss_grad = self.learn.loss_grad + self.lam * t
-        self._sum, self._n = self._sum + t.detach().float(), self._n + 1
+# %% ../nbs/07_distill.ipynb #1759f42b
+class TeacherGeneratorLoss(TeacherTerm):
+    "Knowledge distillation from a frozen teacher G: add λ·mean|G_S(z) − G_T(z)| (or the squared error) to the generator loss."
+    record_key, on_key = 'loss_kd', 'kd_on'
+    def __init__(self, G:nn.Module, # The teacher generator (`Teacher.G`), frozen and run in eval mode
+                 lam:float=1., # λ_KD, the weight of the term
+                 start:int|float=0.5, # Where stage 1 ends: G steps (int) or a fraction of the run (float); 0 is one stage
+                 loss:str='l1', # 'l1' (mean absolute error) or 'mse' (mean squared error), per pixel
+                 reset_opt:bool=False, # Drop the student's optimizer state when stage 2 begins
+                 move:bool=True, # Move a teacher on another device or dtype to the student G's; False raises instead
+                ):
+        if not isinstance(G, nn.Module): raise TypeError(f'G must be the teacher generator (an nn.Module), got {type(G).__name__}')
+        self.G_T, self.loss = G.eval().requires_grad_(False), check_choice('loss', loss, ('l1', 'mse'))
+        super().__init__([self.G_T], lam, start, reset_opt, move)
 
-    def _record(self, reset:bool=True):
-        learn = self.learn
-        if self._n: v = float(self._sum) / self._n
-        else:
-            with torch.no_grad(): v = float(self.term(learn.fake.detach(), learn.y_fake))
-        if learn.comm is not None: v = float(learn.comm.mean(torch.tensor(v, dtype=torch.float64)))  # over the global batch
-        learn.record(loss_teacher=v, lam_on=self.lam if self.active else 0.)
-        if reset: self._sum, self._n = 0., 0
+    def before_fit(self):
+        super().before_fit()
+        nz, nz_T = getattr(self.learn.G, 'nz', None), getattr(self.G_T, 'nz', None)
+        if nz is not None and nz_T is not None and nz != nz_T:
+            raise ValueError(f'the teacher G takes noise of size nz={nz_T} but the student G takes nz={nz}: the KD term feeds both the same z, '
+                             "so build the student from the teacher's config (student_models)")
 
-    def after_batch(self):
-        if self.learn.every(self.learn.log_every): self._record()
-    def after_fit(self):  # the history's last row, when training ends between logging steps (as `HistoryCallback` does)
-        if self.learn.history.unlogged_steps: self._record(reset=False)
-
-    def state_dict(self): return dict(sum=float(self._sum), n=self._n, fingerprints=self.fingerprints)
-    def load_state_dict(self, sd):
-        if [list(f) for f in sd['fingerprints']] != [list(f) for f in self.fingerprints]:
-            raise ValueError(f"the checkpoint was trained against other teacher discriminators (fingerprints {sd['fingerprints']}, "
-                             f'these are {self.fingerprints}): give the same teachers to resume it')
-        self._sum, self._n = sd['sum'], sd['n']
+    def term(self, fake:torch.Tensor, # The student's images (with gradients, to train G)
+             y:torch.Tensor|None=None, # Their labels
+             z:torch.Tensor|None=None, # The noise they were made from
+            ) -> torch.Tensor:
+        "The distance between the student's images and the teacher's for the same noise and labels, without λ."
+        if z is None: raise ValueError('the KD term needs the noise the fakes were made from (z)')
+        with torch.no_grad(): target = self.G_T.eval()(z, y)
+        return (F.l1_loss if self.loss == 'l1' else F.mse_loss)(fake, target)

@@ -105,7 +105,7 @@ def test_stage2_from_stage1_checkpoint(teacher_ckpt, tmp_path, dls):
     res = learner(t, [TeacherDiscriminatorLoss(t.D, start=4)], seed=7, dls=dls); res.fit_iters(8, resume=tmp_path/'mid'/CKPT_NAME)
     assert same(whole.G.state_dict(), res.G.state_dict())
     other = FrozenDiscriminator(get_models('sngan', nz=16, img_size=16, nc=1, width=.25)[1])
-    with pytest.raises(ValueError, match='trained against other teacher discriminators'):
+    with pytest.raises(ValueError, match='trained against other teacher networks'):
         learner(t, [TeacherDiscriminatorLoss(other, start=4)], dls=dls).fit_iters(8, resume=tmp_path/'mid'/CKPT_NAME)
 
 def test_sparse_student_with_teacher(teacher_ckpt, tmp_path, dls):
@@ -223,6 +223,46 @@ def test_experiment_notebook(teacher_ckpt, tmp_path):
     assert h2.loss_g[:3].tolist() == v.loss_g.tolist()
     r = sgn(tmp_path/'bad', teacher_ckpt=teacher_ckpt, lam=-1, n_iter=6)
     assert r.returncode != 0 and 'lam must be a finite number >= 0' in r.stderr
+    # the distillation baseline: the teacher G's term alone, in two stages, with fresh optimizers for stage 2
+    r = sgn(tmp_path/'kd', teacher_ckpt=teacher_ckpt, width_mult=.5, stage1=2, lam=0, kd=1, reset_opt='true', **same_hp)
+    assert r.returncode == 0, r.stderr[-2000:]
+    hk = pd.read_csv(tmp_path/'kd'/'history.csv')
+    assert hk.kd_on.tolist() == [0., 1., 1.] and hk.lam_on.eq(0.).all() and hk.loss_kd.gt(0).all()
+    assert (hk.loss_d[0], hk.loss_g[0]) == (h.loss_d[0], h.loss_g[0])  # the same stage 1 as the DGL run's
+    r = sgn(tmp_path/'bad_kd', teacher_ckpt=teacher_ckpt, kd=1, kd_loss='l2', n_iter=6)
+    assert r.returncode != 0 and "unknown loss='l2'" in r.stderr
+
+def test_reset_opt_at_the_boundary_and_across_resumes(teacher_ckpt, tmp_path, dls):
+    "reset_opt drops G's and D's Adam state once, at the first batch of stage 2; a resume inside stage 2 does not reset again."
+    t = load_teacher(teacher_ckpt, dls)
+    steps = lambda l: (int(l.opt_G.opt.state[next(l.G.parameters())]['step']), int(l.opt_D.opt.state[next(l.D.parameters())]['step']))
+    whole = learner(t, [TeacherDiscriminatorLoss(t.D, start=4, reset_opt=True)], dls=dls); whole.fit_iters(8)
+    assert steps(whole) == (4, 4)
+    plain = learner(t, [TeacherDiscriminatorLoss(t.D, start=4)], dls=dls); plain.fit_iters(8)
+    assert steps(plain) == (8, 8) and not same(whole.G.state_dict(), plain.G.state_dict())
+    mid = learner(t, [TeacherDiscriminatorLoss(t.D, start=4, reset_opt=True)], run_dir=tmp_path/'mid', dls=dls); mid.fit_iters(6); mid.save_checkpoint()
+    res = learner(t, [TeacherDiscriminatorLoss(t.D, start=4, reset_opt=True)], seed=7, dls=dls); res.fit_iters(8, resume=tmp_path/'mid'/CKPT_NAME)
+    assert steps(res) == (4, 4) and same(whole.G.state_dict(), res.G.state_dict())
+    # stage 2 as its own run from a stage-1 checkpoint starts with fresh optimizers, as the authors' second stage does
+    s1 = learner(t, [], run_dir=tmp_path/'s1', dls=dls); s1.fit_iters(4); s1.save_checkpoint()
+    s2 = learner(t, [TeacherDiscriminatorLoss(t.D, start=0, reset_opt=True)], seed=9, dls=dls); s2.fit_iters(8, resume=tmp_path/'s1'/CKPT_NAME)
+    assert steps(s2) == (4, 4) and same(whole.G.state_dict(), s2.G.state_dict())
+
+def test_kd_term_gradient_and_composition(teacher_ckpt, dls):
+    "G's gradient is the vanilla one plus λ_KD times the KD term's; with the D term as well, the two add up."
+    t = load_teacher(teacher_ckpt, dls)
+    class KDProbe(Callback):
+        order, checked = 6, 0
+        def after_loss(self):
+            if self.learn.phase != 'G' or not kd.active: return
+            L, fake = self.learn.loss_func, self.learn.fake
+            with torch.no_grad(): target = t.G(self.learn.z)
+            want = L.g_loss(self.learn.fake_pred) + .5 * (fake - target).abs().mean() + .1 * L.g_loss(t.D(fake))
+            torch.testing.assert_close(self.learn.loss_grad, want); KDProbe.checked += 1
+    kd = TeacherGeneratorLoss(t.G, lam=.5, start=2)
+    l = learner(t, [TeacherDiscriminatorLoss(t.D, start=2), kd, KDProbe()], dls=dls); l.fit_iters(6)
+    assert KDProbe.checked == 4 and [r['kd_on'] for r in l.history.rows] == [0., .5, .5]
+    assert not any(p.requires_grad or p.grad is not None for p in t.G.parameters())
 
 def test_history_columns(teacher_ckpt, dls):
     "loss_teacher and lam_on reach every row of history.csv, the last one too when training ends between logging steps."

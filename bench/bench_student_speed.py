@@ -111,7 +111,7 @@ def main(argv=None):
                              'MACs': f"{r['macs'] / 1e6:.1f}M ({r['macs'] / T['macs']:.2f}x)" + (' (dense kernels)' if masked else ''),
                              'ms / batch': round(r['ms'], 3), 'time ratio': round(r['ms'] / T['ms'], 2), 'speed-up': round(T['ms'] / r['ms'], 2),
                              'gen. memory MB': round(r['mem_mb'], 2), 'memory ratio': round(r['mem_mb'] / T['mem_mb'], 2),
-                             'weights MB': round(r['weights_mb'], 2)})
+                             'weights MB': round(r['weights_mb'], 2), 'mac_ratio': round(r['macs'] / T['macs'], 3)})
             print(f'{c} bs {bs}: ' + ', '.join(f"{k} {v['ms']:.3f} ms" for k, v in res.items()), flush=True)
     df = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True); df.to_csv(out/'speed.csv', index=False)
@@ -121,6 +121,22 @@ def main(argv=None):
                     f'generation needs on top of the loaded model ({"peak CUDA allocation" if a.device.startswith("cuda") else "peak of the bytes malloc has in use, sampled at every module boundary"}).',
                     '', markdown_table(df), '', f'wall time {time.time() - t0:.0f} s'])
     (out/'speed.md').write_text(md + '\n')
-    print(md)
+    (out/'command.txt').write_text(f'{cmd}\n# {a.device} ({dev_name}), {a.threads} torch thread(s), torch {torch.__version__}; wall time {time.time() - t0:.0f} s\n')
+    (out/'summary.md').write_text(summary(df) + '\n')
+    print(md); print(summary(df))
+
+def summary(df) -> str:
+    "Per generator and batch size: each student's time ratio next to its MAC ratio, and the masked generator's time ratio."
+    lines = []
+    for (c, bs), g in df.groupby(['G', 'bs'], sort=False):
+        st = g[g.generator.str.startswith('width') & (g.generator != 'width 1')]
+        mk = g[g.generator.str.startswith('masked')]
+        lines.append(f'- {c}, batch {bs}: ' + '; '.join(f"{r.generator} takes {r['time ratio']:.2f}x the time for {r.mac_ratio:.2f}x the MACs"
+                                                        for _, r in st.iterrows())
+                     + ''.join(f"; the {r.generator} generator takes {r['time ratio']:.2f}x" for _, r in mk.iterrows()) + '.')
+    m = df[df.generator.str.startswith('masked')]['time ratio']
+    lines.append(f'- Masked generators, with as few nonzero weights as the 1/2 student, take {m.min():.2f}-{m.max():.2f}x the time of '
+                 'their dense generator: with dense kernels, masked sparsity saves nothing at inference, and a narrow student does.')
+    return '\n'.join(lines)
 
 if __name__ == '__main__': main()

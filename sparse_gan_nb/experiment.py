@@ -310,7 +310,7 @@ def _check_checkpoints(n, v):
 # %% ../nbs/13_experiment.ipynb #8d551bbe
 DATASETS = ('digits', 'stacked_digits', 'ring8', 'grid25', 'cifar10', 'stl10', 'folder')  # data.DATA_NAMES
 PATH_DATASETS, MIXTURE_DATASETS = ('cifar10', 'stl10', 'folder'), ('ring8', 'grid25')
-MODEL_NAMES = ('dcgan', 'sngan', 'biggan', 'mlp', 'alphagan', 'alphagan_super')  # the built-in families of models.MODEL_FAMILIES
+MODEL_NAMES = ('dcgan', 'dcgan_sn', 'sngan', 'biggan', 'mlp', 'alphagan', 'alphagan_super')  # the built-in families of models.MODEL_FAMILIES
 GENOTYPE_NAMES, SEARCH_PRESET_NAMES = ('alphaGAN_l', 'alphaGAN_s'), ('smoke', 'cpu', 'alphagan_s', 'alphagan_l')  # search.PUBLISHED, SEARCH_PRESETS
 
 def _check_genotype(n, v):

@@ -350,7 +350,7 @@ class MLPDiscriminator(nn.Module):
 
     def forward(self, x, y=None): return self.net(x).view(len(x))
 
-# %% ../nbs/02_models.ipynb #7beda79c
+# %% ../nbs/02_models.ipynb #4e638827
 @dataclass
 class ModelFamily:
     "A registered family of (G, D) pairs."
@@ -377,6 +377,8 @@ def register_models(name:str, # The family's name, for `get_models(name)` and ch
 
 register_models('dcgan', lambda nz, img_size, nc, width, d_width, n_classes:
                 (DCGANGenerator(nz, img_size, nc, width=width), DCGANDiscriminator(img_size, nc, width=d_width)), 100, 'never')
+register_models('dcgan_sn', lambda nz, img_size, nc, width, d_width, n_classes:  # SNGAN's "standard CNN": spectral norm in D, no BatchNorm
+                (DCGANGenerator(nz, img_size, nc, width=width), DCGANDiscriminator(img_size, nc, width=d_width, sn=True)), 100, 'never')
 register_models('sngan', lambda nz, img_size, nc, width, d_width, n_classes:
                 (ResNetGenerator(nz, img_size, nc, width=width, n_classes=n_classes),
                  ResNetDiscriminator(img_size, nc, width=d_width, n_classes=n_classes)), 128)

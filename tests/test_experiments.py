@@ -81,7 +81,7 @@ def test_params_lists_types_and_what_each_accepts():
     (('-p', 'lr_g', 'fast'), 'parameter lr_g must be of type float'),
     (('-p', 'conditional', 'maybe'), 'parameter conditional must be of type bool'),
     (('-p', 'dataset', 'cifar11'), "unknown dataset='cifar11'; choose one of 'digits'"),
-    (('-p', 'model', 'transformer'), "unknown model='transformer'; choose one of 'dcgan', 'sngan', 'biggan', 'mlp'"),
+    (('-p', 'model', 'transformer'), "unknown model='transformer'; choose one of 'dcgan', 'dcgan_sn', 'sngan', 'biggan', 'mlp'"),
     (('-p', 'seed', str(2**64)), 'seed must be a whole number in [0, 4294967295]'),
     (('-p', 'eval_metrics', 'fid,modes'), "eval_metrics asks for 'modes', which is defined for stacked_digits, ring8, grid25, not for dataset='digits'"),
 ])

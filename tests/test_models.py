@@ -168,7 +168,7 @@ def test_unsupported_img_size(make, allowed):
     with pytest.raises(ValueError, match=f'unknown img_size=.*; choose one of {allowed}'): make()
 
 def test_name_and_classes_errors():
-    with pytest.raises(ValueError, match="unknown name='wgan'; choose one of 'dcgan', 'sngan', 'biggan', 'mlp'"): get_models('wgan')
+    with pytest.raises(ValueError, match="unknown name='wgan'; choose one of 'dcgan', 'dcgan_sn', 'sngan', 'biggan', 'mlp'"): get_models('wgan')
     with pytest.raises(ValueError, match="name='biggan' is class-conditional"): get_models('biggan')
     with pytest.raises(ValueError, match='n_classes must be a whole number > 0'): BigGANGenerator(n_classes=0)
     with pytest.raises(ValueError, match="name='mlp' is unconditional"): get_models('mlp', n_classes=3)

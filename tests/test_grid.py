@@ -169,34 +169,49 @@ def _same(spec_value, recorded) -> bool:
     if isinstance(spec_value, (int, float)): return float(spec_value) == float(recorded)
     return str(spec_value) == str(recorded)
 
-STU_NOT_RUN = {'SNIP', 'GMP-global', 'IMP-LTH', 'STU-authors'}  # blocks of stu.toml added after bench/results/stu_* were recorded
+STU_LATER = {'SNIP', 'GMP-global', 'IMP-LTH', 'STU-authors'}  # blocks of stu.toml added after bench/results/stu_1500steps was recorded
 
-@pytest.mark.parametrize('spec,sets,recorded', [
-    ('stu.toml', {}, 'stu_1500steps'),
-    ('stu.toml', dict(n_iter=4000, sample_every=4000, ckpt_every=4000), 'stu_4000steps'),
-    ('stu_curves.toml', {}, 'stu_curves')])
-def test_replication_specs_are_the_recorded_runs(spec, sets, recorded):
-    "bench/grids/stu*.toml give the folders and parameters of the runs whose results bench/results holds (the old script's grids), except the blocks not run yet."
+def _recorded(recorded:str) -> pd.DataFrame:
+    "The runs a results folder's runs.csv holds that its own grid ran (rows joined from an earlier grid carry a source)."
+    df = pd.read_csv(ROOT/'bench'/'results'/recorded/'runs.csv')
+    return (df[df['source'].isna()] if 'source' in df else df).set_index('run')
+
+@pytest.mark.parametrize('spec,sets,recorded,blocks', [
+    ('stu.toml', {}, 'stu_1500steps', 'first'),
+    ('stu.toml', dict(n_iter=4000, sample_every=4000, ckpt_every=4000), 'stu_4000steps', 'first'),
+    ('stu.toml', {}, 'stu_baselines', 'later'),
+    ('stu_curves.toml', {}, 'stu_curves', 'all'),
+    ('stu_dD.toml', {}, 'stu_dD', 'all'),
+    ('stu_long.toml', {}, 'stu_long', 'all'),
+    ('stu_sngan.toml', {}, 'stu_sngan', 'all')])
+def test_replication_specs_are_the_recorded_runs(spec, sets, recorded, blocks):
+    "bench/grids/stu*.toml give the folders and parameters of the runs whose results bench/results holds (stu.toml in two parts: the first 42 runs, then the later blocks)."
     from sparse_gan_nb.grid import read_spec, resolve_spec, expand
     runs = expand(resolve_spec(read_spec(ROOT/'bench'/'grids'/spec), '/tmp/unused', sets))
-    df = pd.read_csv(ROOT/'bench'/'results'/recorded/'runs.csv').set_index('run')
-    if spec == 'stu.toml':
-        assert {r.tag for r in runs} >= STU_NOT_RUN and not any(n.split('/')[0] in STU_NOT_RUN for n in df.index)
-        runs = [r for r in runs if r.tag not in STU_NOT_RUN]
+    if blocks != 'all': runs = [r for r in runs if (r.tag in STU_LATER) == (blocks == 'later')]
+    runs = [r for r in runs if not r.name.startswith('check/')]  # a reproduction check is reported in check.csv, not as a run
+    df = _recorded(recorded)
     assert sorted(r.name for r in runs) == sorted(df.index)
     for r in runs:
         row = df.loc[r.name]
         for k, v in r.params.items():
             if f'params.{k}' in row: assert _same(v, row[f'params.{k}']), (r.name, k, v, row[f'params.{k}'])
 
-def test_dgl_specs():
-    "bench/grids/dgl*.toml: the teacher, then 24 students against its checkpoint, under one folder."
+def test_dgl_specs_are_the_recorded_runs():
+    "bench/grids/dgl*.toml: the teacher, then 51 students against its checkpoint under one folder; they are the runs of bench/results/dgl_replication."
     from sparse_gan_nb.grid import read_spec, expand
     (t,) = expand(read_spec(ROOT/'bench'/'grids'/'dgl_teacher.toml'), '/tmp/dgl')
     runs = expand(read_spec(ROOT/'bench'/'grids'/'dgl.toml'), '/tmp/dgl')
-    assert t.name == 'teacher' and t.params['n_iter'] == 2400 and t.params['seed'] == 1000
-    assert len(runs) == 24 and {r.notebook for r in runs} == {'dense_baseline', 'dgl_gan'}
+    assert t.name == 'teacher' and t.params['n_iter'] == 2400 and t.params['seed'] == 1000 and t.params['width'] == 2.
+    assert len(runs) == 51 and {r.notebook for r in runs} == {'dense_baseline', 'dgl_gan'}
     assert {r.params['teacher_ckpt'] for r in runs if r.notebook == 'dgl_gan'} == {str(t.folder/'checkpoint.safetensors')}
     v = next(r for r in runs if r.name == 'vanilla-w0.25-s2')
     assert float(v.params['d_width']) == v.params['width'] == 0.25 and v.params['seed'] == 2
-    assert sorted(r.name for r in runs if r.tag == 'dgl2') == ['dgl2-w0.25-s0', 'dgl2-w0.25-s1', 'dgl2-w0.25-s2', 'dgl2-w0.5-s0', 'dgl2-w0.5-s1', 'dgl2-w0.5-s2']
+    rec = pd.read_csv(ROOT/'bench'/'results'/'dgl_replication'/'runs.csv').set_index('run')
+    assert sorted(rec.index) == sorted([t.name] + [r.name for r in runs])  # dgl_boost.toml was not run
+    for r in runs:
+        row = rec.loc[r.name]
+        assert row.seed == r.params['seed'] and row.n_iter == r.params['n_iter'], r.name
+        if r.notebook == 'dgl_gan':
+            want = (r.params['lam'], r.params['width_mult'], bool(r.params.get('reset_opt', False)), r.params.get('kd', 0.))
+            assert (row.lam, row.width_mult, bool(row.reset_opt), row.kd) == want, r.name

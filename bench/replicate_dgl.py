@@ -102,9 +102,10 @@ def paired(df:pd.DataFrame, a:str, b:str, w:float) -> dict|None:
 
 def verdict(p:dict, a:str, b:str) -> str:
     "One sentence: the paired FID comparison and whether it is inside the spread over seeds."
+    head = f"{a} {p['a']:.2f} against {b} {p['b']:.2f}: lower in {p['wins']}/{p['n']} seeds, mean change {p['change']:+.2f}, "
+    if p['n'] < 2: return head + 'one seed, so no spread to compare with'
     inside = abs(p['change']) < p['spread']
-    return (f"{a} {p['a']:.2f} against {b} {p['b']:.2f}: lower in {p['wins']}/{p['n']} seeds, mean change {p['change']:+.2f}, "
-            + (f"inside the spread over seeds (std up to {p['spread']:.2f})" if inside else f"larger than the spread over seeds (std up to {p['spread']:.2f})"))
+    return head + (f"inside the spread over seeds (std up to {p['spread']:.2f})" if inside else f"larger than the spread over seeds (std up to {p['spread']:.2f})")
 
 def claims(df:pd.DataFrame, teacher:pd.Series) -> list:
     out = ['# Claims checked on FID (lower is better), paired by seed', '']
@@ -189,7 +190,8 @@ def main(argv=None):
     T = load_teacher(teacher_ck, dls)
     df = pd.DataFrame([r | evaluate(out/r['run'], ev, dls, T.D) for r in runs.to_dict('records')])
     df['label'] = [label(r) for r in df.itertuples()]
-    df = df.sort_values(['width', 'method', 'lam', 'seed'], ascending=[False, True, True, True])
+    order = {m: i for i, m in enumerate(METHODS)}  # teacher, vanilla, DGL two stages, one stage, KD, λ sweep, fresh optimizers
+    df = df.assign(_o=df.method.map(order)).sort_values(['width', '_o', 'lam', 'seed'], ascending=[False, True, True, True]).drop(columns='_o')
     df.drop(columns='label').to_csv(res/'runs.csv', index=False)
     sizes = width_table(T, sorted(set(df.width_mult), reverse=True))
     summary = summarise(df, sizes)

@@ -141,7 +141,13 @@ def claims(df:pd.DataFrame, teacher:pd.Series) -> list:
                 ('every other mean is within one std of it.' if all(abs(r['mean'] - by.loc[best, 'mean']) < max(r['std'], by.loc[best, 'std'])
                                                                   for l, r in by.iterrows() if l != best)
                  else 'some λ are further than one std from it: ' + ', '.join(f'{l:g}' for l, r in by.iterrows()
-                      if l != best and abs(r['mean'] - by.loc[best, 'mean']) >= max(r['std'], by.loc[best, 'std'])) + '.'), '']
+                      if l != best and abs(r['mean'] - by.loc[best, 'mean']) >= max(r['std'], by.loc[best, 'std'])) + '.')]
+        lam = lam.assign(lam=lam.lam.where(lam.method != 'vanilla', 0.))
+        modes, dt = lam.groupby('lam').modes.mean(), lam.groupby('lam').loss_under_teacher.mean()
+        for l in [l for l in modes.index if modes[l] < .5 * modes[0.]]:
+            out[-1] += (f' At λ = {l:g} the students collapse: {modes[l]:.0f} modes of 1000 against {modes[0.]:.0f} alone, and a loss under '
+                        f'the teacher D of {dt[l]:.2f} against {dt[0.]:.2f}: they fool the frozen teacher instead of learning the data.')
+        out.append('')
     for w in sorted(set(df[df.method == 'reset'].width)):
         p = paired(df, METHODS['reset'], D2, w)
         if p: out += [f'5. Fresh optimizers for stage 2 (width {w:g}): {verdict(p, "fresh optimizers", "continued optimizers")}.', '']

@@ -340,6 +340,7 @@ def test_bad_models_and_checkpoints(tmp_path):
 @pytest.mark.parametrize('params', [
     dict(n_iter=6, delta_t=2, eval_n=100, eval_every=3, eval_metrics='fid,is'),            # STU-GAN, evaluated during training
     dict(n_iter=4, method='imp', imp_rounds=1, eval_n=None, explore='GD'),                  # lottery tickets: 2 trainings
+    dict(n_iter=2, method='imp', imp_schedule='lth', d_G=.5, eval_n=100, eval_metrics='fid'),  # GAN-LTH: 5 trainings, the last evaluated
     dict(n_iter=8, method='gmp', delta_t=2, eval_n=None, d_D=1.0),                          # GMP beside a dense D
     dict(n_iter=4, method='stu', delta_t=2, eval_n=None, model='sngan', nz=16),            # the authors' STU-GAN preset
 ])
@@ -349,13 +350,17 @@ def test_experiment_notebook(tmp_path, params):
     res = run_notebook('stu_gan', tmp_path/'run', tiny | params)
     m = res['metrics']
     assert m['iterations'] == params['n_iter'] and 0 < m['train_flops_G'] <= 1 and m['train_flops_vs_dense'] > 0
-    if params.get('eval_n'):
+    if params.get('eval_n') and params.get('method') == 'imp':  # the final ticket's training is the one evaluated and kept
+        assert m['fid'] > 0 and m['trainings'] == 5 and m['density_G'] == pytest.approx(.5, abs=2e-3)
+        assert sorted(p.name for p in (tmp_path/'run').glob('round_*')) == ['round_0', 'round_1', 'round_2', 'round_3']
+    elif params.get('eval_n'):
         assert m['fid'] > 0 and m['is_mean'] > 1
         fids = {int(r['iter']): float(r['fid']) for r in csv.DictReader(open(tmp_path/'run'/'history.csv')) if r.get('fid')}
         assert sorted(fids) == [3, 6] and fids[6] == pytest.approx(m['fid'])  # FID over training, in history.csv
         assert m['fid_best'] == pytest.approx(min(fids.values())) and fids[m['fid_best_iter']] == pytest.approx(m['fid_best'])
     if params.get('method') == 'imp':
-        assert m['train_flops_vs_dense'] > 1 and m['trainings'] == 2 and (tmp_path/'run'/'round_0'/'history.csv').exists()
+        assert m['train_flops_vs_dense'] > 1 and m['trainings'] == (5 if params.get('imp_schedule') == 'lth' else 2)
+        assert (tmp_path/'run'/'round_0'/'history.csv').exists()
     else: assert m['trainings'] == 1
     if params.get('method') == 'gmp': assert m['itop_G'] == 1. and m['density_G'] == pytest.approx(.1, abs=2e-3) and m['density_D'] == 1.
     if params.get('method') == 'stu': assert 'l1' not in m['layer_density_G'] and 'l_out' not in m['layer_density_D'] and m['itop_G'] > .1

@@ -350,7 +350,8 @@ PARAMS = dict(
     teacher_iters=_count(), teacher_model=_choice(*MODEL_NAMES), width_mult=_positive_number(), d_width_mult=_positive_number(),
     lam=_spec(_check_lam, -1., 'a finite number >= 0'), stage1=_when(),
     stage1_ckpt=_spec(_check_checkpoints, '/no/such/stage1.safetensors', 'a checkpoint'), teacher_bn=_choice('batch', 'running'),
-    weighted=_anything(), init_D=_anything(),
+    weighted=_anything(), init_D=_anything(), reset_opt=_anything(), kd=_spec(_check_lam, -1., 'a finite number >= 0'),
+    kd_loss=_choice('l1', 'mse'),
     # architecture search (alphagan_search) and searched generators
     genotype=_spec(_check_genotype, '/no/such/genotype.json', f"a published genotype ({', '.join(GENOTYPE_NAMES)}) or a genotype.json file"),
     preset=_choice(*SEARCH_PRESET_NAMES), rounds=_count(), every=_count(), worst_steps=_count(), outer_steps=_count(),

@@ -61,10 +61,10 @@ def summarise(out:Path, res:Path|None=None, previous:Path|None=None, previous_me
         df = pd.concat([df, prev.assign(source=str(previous))], ignore_index=True)
     df.to_csv(res/'runs.csv', index=False)
     import json, os, platform, torch
-    new = df[df['source'].isna()] if 'source' in df else df
-    meta = dict(runs=len(df), runs_here=len(new), previous=str(previous) if previous else None, methods=sorted(set(df.method)),
-                n_iter=sorted(set(int(v) for v in new['params.n_iter'])), seeds=sorted(set(int(v) for v in df['params.seed'])),
-                eval_n=sorted(set(int(v) for v in new['params.eval_n'].dropna())), train_s_here=round(float(new['metrics.train_time_s'].sum()), 1),
+    here = df[df['source'].isna()] if 'source' in df else df  # the runs of this grid, whose folders are under out
+    meta = dict(runs=len(df), runs_here=len(here), previous=str(previous) if previous else None, methods=sorted(set(df.method)),
+                n_iter=sorted(set(int(v) for v in here['params.n_iter'])), seeds=sorted(set(int(v) for v in df['params.seed'])),
+                eval_n=sorted(set(int(v) for v in here['params.eval_n'].dropna())), train_s_here=round(float(here['metrics.train_time_s'].sum()), 1),
                 check_runs=len(check), cpu=f'{os.cpu_count()} cores, {platform.processor() or platform.machine()}', torch=torch.__version__)
     (res/'meta.json').write_text(json.dumps(meta, indent=1) + '\n')
     cols = {'metrics.fid': 'FID ↓', 'metrics.is_mean': 'IS ↑', 'metrics.modes': 'modes ↑', 'metrics.train_flops_vs_dense': 'train FLOPs',
@@ -79,7 +79,6 @@ def summarise(out:Path, res:Path|None=None, previous:Path|None=None, previous_me
     tab.to_csv(res/'table.csv', index=False)
     (res/'table.md').write_text(markdown_table(tab) + '\n')
     (res/'claims.md').write_text(claims(df) + '\n')
-    here = df[df.get('source', pd.Series(index=df.index, dtype=object)).isna()] if 'source' in df else df
     hist = {run: pd.read_csv(out/run/'history.csv') for run in here['run']}
     def over_training(col, keep):  # `col` of each kept run's history.csv, on the rows that logged it
         return [hist[r['run']].dropna(subset=[col])[['iter', col]].assign(method=r['method'], d_G=r['params.d_G'], d_D=r['params.d_D'], seed=r['params.seed'])

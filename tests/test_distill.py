@@ -230,7 +230,7 @@ def test_experiment_notebook(teacher_ckpt, tmp_path):
     assert hk.kd_on.tolist() == [0., 1., 1.] and hk.lam_on.eq(0.).all() and hk.loss_kd.gt(0).all()
     assert (hk.loss_d[0], hk.loss_g[0]) == (h.loss_d[0], h.loss_g[0])  # the same stage 1 as the DGL run's
     r = sgn(tmp_path/'bad_kd', teacher_ckpt=teacher_ckpt, kd=1, kd_loss='l2', n_iter=6)
-    assert r.returncode != 0 and "unknown loss='l2'" in r.stderr
+    assert r.returncode != 0 and "unknown kd_loss='l2'; choose one of 'l1', 'mse'" in r.stderr
 
 def test_reset_opt_at_the_boundary_and_across_resumes(teacher_ckpt, tmp_path, dls):
     "reset_opt drops G's and D's Adam state once, at the first batch of stage 2; a resume inside stage 2 does not reset again."

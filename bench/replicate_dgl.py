@@ -2,19 +2,20 @@
 
 The runs are grid specs run by `sgn grid` into one folder: `bench/grids/dgl_teacher.toml` (the teacher, a dense
 DCGAN of width 2) first, then `bench/grids/dgl.toml` (students at 1/2, 1/4 and 1/8 of its width, alone, with the
-teacher D's term in two stages and in one, with a distillation term from the teacher G instead, a lambda sweep and
-fresh stage-2 optimizers; seeds 0, 1, 2) and, optionally, `bench/grids/dgl_boost.toml` (boost mode at the teacher's
+teacher D's term in two stages and in one, with a distillation term from the teacher G instead, a sweep of each
+term's weight and fresh stage-2 optimizers; seeds 0, 1, 2) and, optionally, `bench/grids/dgl_boost.toml` (boost mode at the teacher's
 width). A finished run is skipped and an unfinished one continued.
 
     OMP_NUM_THREADS=1 sgn grid bench/grids/dgl_teacher.toml
     OMP_NUM_THREADS=1 sgn grid bench/grids/dgl.toml --jobs 2
+    OMP_NUM_THREADS=1 sgn grid bench/grids/dgl_boost.toml --jobs 2   # optional
     OMP_NUM_THREADS=1 python bench/replicate_dgl.py runs/dgl_replication --results bench/results/dgl_replication
 
 This script evaluates each run's EMA generator the same way, with the library's Evaluator (FID, IS,
 precision/recall on the digits classifier's features, modes of 1000; kept as eval.json in the run folder, so it is
 done once), plus its generator loss under the frozen teacher D, and writes into --results:
 
-- `runs.csv`: one row per run (method, widths, lambda, schedule, seed, training time and every metric);
+- `runs.csv`: one row per run (method, widths, lambda, lambda_KD, schedule, seed, training time and every metric);
 - `summary.csv`: mean and std over seeds per method and width, with the generator's parameters and MACs;
 - `claims.md`: each claim checked by code on paired seeds, saying where a difference is inside the spread;
 - `curves.csv`: the losses over training of the runs at the narrowest width;
@@ -34,8 +35,11 @@ from sparse_gan_nb.learner import sample_generator
 from sparse_gan_nb.losses import get_loss
 
 METHODS = {'teacher': 'teacher', 'vanilla': 'vanilla', 'dgl2': 'DGL, two stages', 'dgl1': 'DGL, one stage',
-           'kd2': 'KD from teacher G, two stages', 'lam': 'DGL, two stages', 'reset': 'DGL, two stages, fresh optimizers'}
-RUN_NAME = re.compile(r'^(teacher|vanilla|dgl2|dgl1|kd2|lam|reset)')  # the folder names of bench/grids/dgl*.toml
+           'kd2': 'KD from teacher G, two stages', 'lam': 'DGL, two stages', 'reset': 'DGL, two stages, fresh optimizers',
+           'kdw': 'KD from teacher G, two stages'}
+KD_TUNED = 30.  # the KD weight run at every width: the best of the sweep's first four values at 1/4 width (bench/grids/dgl.toml)
+SWEEPS = {'lam': 'dgl2', 'kdw': 'kd2'}  # a sweep's runs are its method's runs at other weights
+RUN_NAME = re.compile(r'^(teacher|vanilla|dgl2|dgl1|kd2|kdw|lam|reset)')  # the folder names of bench/grids/dgl*.toml
 METRICS = ('fid', 'is_mean', 'precision', 'recall', 'modes', 'mode_kl')
 
 def find_runs(out:Path) -> pd.DataFrame:
@@ -53,7 +57,7 @@ def find_runs(out:Path) -> pd.DataFrame:
         dense = m[1] in ('teacher', 'vanilla')
         width = float(g('params.width')) if dense else tw * float(g('params.width_mult'))
         lam = 0. if dense else float(g('params.lam'))
-        rows.append(dict(run=r['run'], method=m[1] if m[1] != 'lam' else 'dgl2', width=width, width_mult=width / tw, lam=lam,
+        rows.append(dict(run=r['run'], method=SWEEPS.get(m[1], m[1]), width=width, width_mult=width / tw, lam=lam,
                          kd=0. if dense else float(g('params.kd', 0.) or 0.), stage1=None if dense else float(g('params.stage1')),
                          reset_opt=False if dense else bool(g('params.reset_opt', False)), seed=int(r['params.seed']),
                          n_iter=int(r['params.n_iter']), train_s=float(r['metrics.train_time_s'])))
@@ -75,15 +79,16 @@ def evaluate(run_dir:Path, ev:Evaluator, dls, teacher_D) -> dict:
     return keep
 
 def label(r) -> str:
-    "The row's name in the tables: its method, with λ where it differs from DGL's 0.1."
+    "The row's name in the tables: its method, with λ where it differs from DGL's 0.1, and λ_KD where it differs from KD's 1."
     if r.method in ('dgl2', 'dgl1', 'reset') and r.lam != .1: return f'{METHODS[r.method]}, λ = {r.lam:g}'
+    if r.method == 'kd2' and r.kd != 1.: return f'{METHODS[r.method]}, λ_KD = {r.kd:g}'
     return METHODS[r.method]
 
 def summarise(df:pd.DataFrame, sizes:pd.DataFrame) -> pd.DataFrame:
     "Mean and std over seeds of every metric, per method (with λ) and absolute width."
     rows = []
     for (name, w), g in df.groupby(['label', 'width'], sort=False):
-        row = dict(method=name, width=w, width_mult=g.width_mult.iloc[0], lam=g.lam.iloc[0], seeds=len(g),
+        row = dict(method=name, width=w, width_mult=g.width_mult.iloc[0], lam=g.lam.iloc[0], kd=g.kd.iloc[0], seeds=len(g),
                    G_params=int(sizes.loc[g.width_mult.iloc[0], 'G_params']), G_macs=int(sizes.loc[g.width_mult.iloc[0], 'G_macs']))
         for k in METRICS + ('loss_under_teacher', 'train_s'):
             row[k + '_mean'], row[k + '_std'] = g[k].mean(), g[k].std() if len(g) > 1 else float('nan')
@@ -102,10 +107,29 @@ def paired(df:pd.DataFrame, a:str, b:str, w:float) -> dict|None:
 
 def verdict(p:dict, a:str, b:str) -> str:
     "One sentence: the paired FID comparison and whether it is inside the spread over seeds."
-    head = f"{a} {p['a']:.2f} against {b} {p['b']:.2f}: lower in {p['wins']}/{p['n']} seeds, mean change {p['change']:+.2f}, "
+    head = f"{a} ({p['a']:.2f}) against {b} ({p['b']:.2f}): lower in {p['wins']}/{p['n']} seeds, mean change {p['change']:+.2f}, "
     if p['n'] < 2: return head + 'one seed, so no spread to compare with'
     inside = abs(p['change']) < p['spread']
     return head + (f"inside the spread over seeds (std up to {p['spread']:.2f})" if inside else f"larger than the spread over seeds (std up to {p['spread']:.2f})")
+
+def sweep(df:pd.DataFrame, w:float, method:str, col:str, name:str) -> tuple:
+    "FID of a term's weight sweep at width w, two stages (weight 0 is the vanilla student): a sentence, and the weight above 0 with the lowest mean."
+    s = df[(df.width == w) & ((df.method == method) | (df.method == 'vanilla'))]
+    by = s.groupby(col).fid.agg(['mean', 'std'])
+    if len(by) <= 2: return '', None
+    best = by['mean'].idxmin()
+    far = [l for l, r in by.iterrows() if l != best and abs(r['mean'] - by.loc[best, 'mean']) >= max(r['std'], by.loc[best, 'std'])]
+    line = (f'{name} at width {w:g} (two stages; {name} = 0 is the vanilla student): ' +
+            ', '.join(f"{name} = {l:g}: {r['mean']:.2f} ± {r['std']:.2f}" for l, r in by.iterrows()) +
+            f'. The lowest mean is at {name} = {best:g}; ' +
+            (f'every other mean is within one std of it.' if not far else
+             f'further than one std from it: {name} = ' + ', '.join(f'{l:g}' for l in far) + '.'))
+    modes, dt = s.groupby(col).modes.mean(), s.groupby(col).loss_under_teacher.mean()
+    for l in [l for l in modes.index if modes[l] < .5 * modes[0.]]:
+        line += (f' At {name} = {l:g} the students collapse: {modes[l]:.0f} modes of 1000 against {modes[0.]:.0f} alone, and a loss '
+                 f'under the teacher D of {dt[l]:.2f} against {dt[0.]:.2f}' +
+                 (': they fool the frozen teacher instead of learning the data.' if dt[l] < dt[0.] else '.'))
+    return line, by.drop(0., errors='ignore')['mean'].idxmin()
 
 def claims(df:pd.DataFrame, teacher:pd.Series) -> list:
     out = ['# Claims checked on FID (lower is better), paired by seed', '']
@@ -114,12 +138,15 @@ def claims(df:pd.DataFrame, teacher:pd.Series) -> list:
         gap = (van1.mean() - teacher.fid) / van1.std() if len(van1) > 1 else float('nan')
         out += [f'0. The teacher (width {teacher.width:g}, {teacher.n_iter} G steps) has FID {teacher.fid:.2f}; students of width 1 '
                 f'trained alone reach {van1.mean():.2f} ± {van1.std():.2f}, so the teacher is {gap:.1f} of their seed std better.', '']
-    widths = sorted(set(df[df.method == 'dgl2'].width), reverse=True)
+    widths = sorted(set(df[(df.method == 'dgl2') & (df.width < teacher.width)].width), reverse=True)  # boost mode is claim 8
     D2, D1, KD, V = METHODS['dgl2'], METHODS['dgl1'], METHODS['kd2'], METHODS['vanilla']
+    KDT = label(pd.Series(dict(method='kd2', lam=0., kd=KD_TUNED)))
     for title, a, b in (('1. A student with the teacher D\'s term beats the student trained alone', D2, V),
                         ('2. Two stages are at least as good as one, and more stable', D2, D1),
                         ('3. The teacher\'s discriminator is a better guide than its generator (DGL against the KD baseline)', D2, KD),
                         ('   The KD baseline against the student trained alone', KD, V),
+                        (f'   DGL against the KD baseline at λ_KD = {KD_TUNED:g} (tuned at width {teacher.width * .25:g}, then run at every width)', D2, KDT),
+                        (f'   The KD baseline at λ_KD = {KD_TUNED:g} against the student trained alone', KDT, V),
                         ('   One stage against the student trained alone', D1, V)):
         out.append(title + ':')
         for w in widths:
@@ -131,36 +158,33 @@ def claims(df:pd.DataFrame, teacher:pd.Series) -> list:
                 line += f'; FID std over seeds {s2:.2f} (two stages) against {s1:.2f} (one stage)'
             out.append(line + '.')
         out.append('')
-    lam = df[(df.method == 'dgl2') & (df.width_mult == .25) | (df.method == 'vanilla') & (df.width == teacher.width * .25)]
-    if lam.lam.nunique() > 2:
-        by = lam.assign(lam=lam.lam.where(lam.method != 'vanilla', 0.)).groupby('lam').fid.agg(['mean', 'std', 'count'])
-        best = by['mean'].idxmin()
-        out += [f'4. λ at width {teacher.width * .25:g} (two stages; λ = 0 is the vanilla student): ' +
-                ', '.join(f"λ = {l:g}: {r['mean']:.2f} ± {r['std']:.2f}" for l, r in by.iterrows()) +
-                f'. The lowest mean is at λ = {best:g}; ' +
-                ('every other mean is within one std of it.' if all(abs(r['mean'] - by.loc[best, 'mean']) < max(r['std'], by.loc[best, 'std'])
-                                                                  for l, r in by.iterrows() if l != best)
-                 else 'some λ are further than one std from it: ' + ', '.join(f'{l:g}' for l, r in by.iterrows()
-                      if l != best and abs(r['mean'] - by.loc[best, 'mean']) >= max(r['std'], by.loc[best, 'std'])) + '.')]
-        lam = lam.assign(lam=lam.lam.where(lam.method != 'vanilla', 0.))
-        modes, dt = lam.groupby('lam').modes.mean(), lam.groupby('lam').loss_under_teacher.mean()
-        for l in [l for l in modes.index if modes[l] < .5 * modes[0.]]:
-            out[-1] += (f' At λ = {l:g} the students collapse: {modes[l]:.0f} modes of 1000 against {modes[0.]:.0f} alone, and a loss under '
-                        f'the teacher D of {dt[l]:.2f} against {dt[0.]:.2f}: they fool the frozen teacher instead of learning the data.')
-        out.append('')
+    w4, best = teacher.width * .25, {}
+    for n, method, col, name in ((4, 'dgl2', 'lam', 'λ'), (5, 'kd2', 'kd', 'λ_KD')):
+        lines, best[method] = sweep(df, w4, method, col, name)
+        if lines: out += [f'{n}. ' + lines, '']
+    if len(best) == 2 and None not in best.values():
+        dgl, kd = (label(pd.Series(dict(method=m, lam=best['dgl2'] if m == 'dgl2' else 0., kd=best['kd2'] if m == 'kd2' else 0.)))
+                   for m in ('dgl2', 'kd2'))
+        p = paired(df, dgl, kd, w4)
+        if p: out += [f'6. Each term at its best weight (width {w4:g}): {verdict(p, dgl, kd)}. Both weights were picked by the lowest '
+                      'mean FID on these same seeds, which flatters each term alike.', '']
     for w in sorted(set(df[df.method == 'reset'].width)):
         p = paired(df, METHODS['reset'], D2, w)
-        if p: out += [f'5. Fresh optimizers for stage 2 (width {w:g}): {verdict(p, "fresh optimizers", "continued optimizers")}.', '']
-    b = df[(df.width == teacher.width) & (df.label == D2)]
-    if len(b):
-        p = paired(df, D2, V, teacher.width)
-        out += [f'6. Boost (students as wide as the teacher): {verdict(p, "with the term", "alone")}; the teacher has {teacher.fid:.2f} '
-                f'({int((b.fid < teacher.fid).sum())}/{len(b)} boosted students below it).', '']
+        if p: out += [f'7. Fresh optimizers for stage 2 (width {w:g}): {verdict(p, "fresh optimizers", "continued optimizers")}.', '']
+    if ((df.width == teacher.width) & (df.label == V)).any():
+        out.append(f'8. Boost (students as wide as the teacher, {int(df[(df.width == teacher.width) & (df.label == V)].n_iter.max())} G steps; '
+                   f'the teacher had {teacher.n_iter} and FID {teacher.fid:.2f}):')
+        for a in (D2, D1):
+            b = df[(df.width == teacher.width) & (df.label == a)]
+            p = paired(df, a, V, teacher.width)
+            if p: out.append(f'   - {verdict(p, a, V)}; {int((b.fid < teacher.fid).sum())}/{len(b)} of these students below the teacher.')
+        out.append('')
     return out
 
 def curves(df:pd.DataFrame, out:Path, w:float) -> pd.DataFrame:
-    "history.csv of every run at width w of the vanilla, DGL and KD students: the losses over training."
-    keep = df[(df.width == w) & df.label.isin([METHODS[m] for m in ('vanilla', 'dgl2', 'dgl1', 'kd2')])]
+    "history.csv of every run at width w of the vanilla, DGL and KD (λ_KD 1 and KD_TUNED) students: the losses over training."
+    kdt = label(pd.Series(dict(method='kd2', lam=0., kd=KD_TUNED)))
+    keep = df[(df.width == w) & df.label.isin([METHODS[m] for m in ('vanilla', 'dgl2', 'dgl1', 'kd2')] + [kdt])]
     cols = ['iter', 'loss_g', 'loss_d', 'loss_teacher', 'loss_kd']
     return pd.concat([pd.read_csv(out/r.run/'history.csv').reindex(columns=cols).assign(method=r.label, width=w, seed=r.seed)
                       for r in keep.itertuples()])
@@ -197,7 +221,7 @@ def main(argv=None):
     df = pd.DataFrame([r | evaluate(out/r['run'], ev, dls, T.D) for r in runs.to_dict('records')])
     df['label'] = [label(r) for r in df.itertuples()]
     order = {m: i for i, m in enumerate(METHODS)}  # teacher, vanilla, DGL two stages, one stage, KD, λ sweep, fresh optimizers
-    df = df.assign(_o=df.method.map(order)).sort_values(['width', '_o', 'lam', 'seed'], ascending=[False, True, True, True]).drop(columns='_o')
+    df = df.assign(_o=df.method.map(order)).sort_values(['width', '_o', 'lam', 'kd', 'seed'], ascending=[False, True, True, True, True]).drop(columns='_o')
     df.drop(columns='label').to_csv(res/'runs.csv', index=False)
     sizes = width_table(T, sorted(set(df.width_mult), reverse=True))
     summary = summarise(df, sizes)
@@ -208,8 +232,9 @@ def main(argv=None):
     teacher_bn(teacher_ck, dls).to_csv(res/'teacher_bn.csv', index=False)
     real = get_data('stacked_digits', size=16, split='valid', n=a.eval_samples)[0]
     ref = {k: v for k, v in ev.evaluate_images(real).items() if k in METRICS + ('n_samples',)}
+    boost = ['OMP_NUM_THREADS=1 sgn grid bench/grids/dgl_boost.toml --jobs 2'] if (df.width == teacher.width).sum() > 1 else []
     meta = dict(commands=['OMP_NUM_THREADS=1 sgn grid bench/grids/dgl_teacher.toml', 'OMP_NUM_THREADS=1 sgn grid bench/grids/dgl.toml --jobs 2',
-                          f'OMP_NUM_THREADS=1 python bench/replicate_dgl.py {a.out} --results {a.results or a.out}'],
+                          *boost, f'OMP_NUM_THREADS=1 python bench/replicate_dgl.py {a.out} --results {a.results or a.out}'],
                 data='stacked_digits', img_size=16, eval_samples=a.eval_samples, n_ref=ev.n_ref, extractor=ev.extractor.name,
                 teacher_loss_samples=1024, held_out_real=ref, runs=len(df), train_s_total=float(df.train_s.sum()),
                 eval_s=round(time.time() - t0, 1), cpu=f'{os.cpu_count()} cores, {platform.processor() or platform.machine()}', torch=torch.__version__)

@@ -198,17 +198,22 @@ def test_replication_specs_are_the_recorded_runs(spec, sets, recorded, blocks):
             if f'params.{k}' in row: assert _same(v, row[f'params.{k}']), (r.name, k, v, row[f'params.{k}'])
 
 def test_dgl_specs_are_the_recorded_runs():
-    "bench/grids/dgl*.toml: the teacher, then 51 students against its checkpoint under one folder; they are the runs of bench/results/dgl_replication."
+    "bench/grids/dgl*.toml: the teacher, 75 students and 9 boost runs against its checkpoint under one folder; they are the runs of bench/results/dgl_replication."
     from sparse_gan_nb.grid import read_spec, expand
     (t,) = expand(read_spec(ROOT/'bench'/'grids'/'dgl_teacher.toml'), '/tmp/dgl')
-    runs = expand(read_spec(ROOT/'bench'/'grids'/'dgl.toml'), '/tmp/dgl')
+    students = expand(read_spec(ROOT/'bench'/'grids'/'dgl.toml'), '/tmp/dgl')
+    boost = expand(read_spec(ROOT/'bench'/'grids'/'dgl_boost.toml'), '/tmp/dgl')
     assert t.name == 'teacher' and t.params['n_iter'] == 2400 and t.params['seed'] == 1000 and t.params['width'] == 2.
-    assert len(runs) == 51 and {r.notebook for r in runs} == {'dense_baseline', 'dgl_gan'}
-    assert {r.params['teacher_ckpt'] for r in runs if r.notebook == 'dgl_gan'} == {str(t.folder/'checkpoint.safetensors')}
-    v = next(r for r in runs if r.name == 'vanilla-w0.25-s2')
+    assert len(students) == 75 and len(boost) == 9 and {r.notebook for r in students + boost} == {'dense_baseline', 'dgl_gan'}
+    assert {r.params['teacher_ckpt'] for r in students + boost if r.notebook == 'dgl_gan'} == {str(t.folder/'checkpoint.safetensors')}
+    v = next(r for r in students if r.name == 'vanilla-w0.25-s2')
     assert float(v.params['d_width']) == v.params['width'] == 0.25 and v.params['seed'] == 2
+    kd = [(r.params['width_mult'], r.params['kd']) for r in students if r.name.startswith('kdw') and r.params['seed'] == 0]
+    assert sorted(kd) == [(.125, 30.), (.25, .3), (.25, 3.), (.25, 10.), (.25, 30.), (.25, 100.), (.25, 300.), (.5, 30.)]
+    runs = students + boost
+    assert len({r.name for r in runs}) == len(runs)  # no boost run shares a folder with a student
     rec = pd.read_csv(ROOT/'bench'/'results'/'dgl_replication'/'runs.csv').set_index('run')
-    assert sorted(rec.index) == sorted([t.name] + [r.name for r in runs])  # dgl_boost.toml was not run
+    assert sorted(rec.index) == sorted([t.name] + [r.name for r in runs])
     for r in runs:
         row = rec.loc[r.name]
         assert row.seed == r.params['seed'] and row.n_iter == r.params['n_iter'], r.name

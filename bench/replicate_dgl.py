@@ -85,7 +85,7 @@ def label(r) -> str:
     return METHODS[r.method]
 
 def summarise(df:pd.DataFrame, sizes:pd.DataFrame) -> pd.DataFrame:
-    "Mean and std over seeds of every metric, per method (with λ) and absolute width."
+    "Mean and std over seeds of every metric, per method (with its term's weight) and absolute width."
     rows = []
     for (name, w), g in df.groupby(['label', 'width'], sort=False):
         row = dict(method=name, width=w, width_mult=g.width_mult.iloc[0], lam=g.lam.iloc[0], kd=g.kd.iloc[0], seeds=len(g),
@@ -122,7 +122,7 @@ def sweep(df:pd.DataFrame, w:float, method:str, col:str, name:str) -> tuple:
     line = (f'{name} at width {w:g} (two stages; {name} = 0 is the vanilla student): ' +
             ', '.join(f"{name} = {l:g}: {r['mean']:.2f} ± {r['std']:.2f}" for l, r in by.iterrows()) +
             f'. The lowest mean is at {name} = {best:g}; ' +
-            (f'every other mean is within one std of it.' if not far else
+            ('every other mean is within one std of it.' if not far else
              f'further than one std from it: {name} = ' + ', '.join(f'{l:g}' for l in far) + '.'))
     modes, dt = s.groupby(col).modes.mean(), s.groupby(col).loss_under_teacher.mean()
     for l in [l for l in modes.index if modes[l] < .5 * modes[0.]]:
@@ -160,11 +160,11 @@ def claims(df:pd.DataFrame, teacher:pd.Series) -> list:
         out.append('')
     w4, best = teacher.width * .25, {}
     for n, method, col, name in ((4, 'dgl2', 'lam', 'λ'), (5, 'kd2', 'kd', 'λ_KD')):
-        lines, best[method] = sweep(df, w4, method, col, name)
-        if lines: out += [f'{n}. ' + lines, '']
-    if len(best) == 2 and None not in best.values():
-        dgl, kd = (label(pd.Series(dict(method=m, lam=best['dgl2'] if m == 'dgl2' else 0., kd=best['kd2'] if m == 'kd2' else 0.)))
-                   for m in ('dgl2', 'kd2'))
+        line, best[method] = sweep(df, w4, method, col, name)
+        if line: out += [f'{n}. ' + line, '']
+    if None not in best.values():
+        dgl = label(pd.Series(dict(method='dgl2', lam=best['dgl2'], kd=0.)))
+        kd = label(pd.Series(dict(method='kd2', lam=0., kd=best['kd2'])))
         p = paired(df, dgl, kd, w4)
         if p: out += [f'6. Each term at its best weight (width {w4:g}): {verdict(p, dgl, kd)}. Both weights were picked by the lowest '
                       'mean FID on these same seeds, which flatters each term alike.', '']
